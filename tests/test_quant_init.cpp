@@ -1,0 +1,176 @@
+// Tests of the grid initialisation: min/max formulas, the shrink search,
+// per-tensor and per-row results, and argument errors.
+#include "catch.hpp"
+
+#include <tessera/tessera.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+using tessera::matrix_view;
+using tessera::vector_view;
+using namespace tessera::quant;
+
+namespace {
+
+// Σ (w − s1·q)² for one grid, computed the slow way.
+double rounding_error(const std::vector<float>& w, float s1, int qmin, int qmax)
+{
+    double total = 0.0;
+    for (float value : w) {
+        const float q = std::fmin(std::fmax(std::nearbyint(value / s1), static_cast<float>(qmin)), static_cast<float>(qmax));
+        total += std::pow(static_cast<double>(value) - static_cast<double>(s1) * q, 2);
+    }
+    return total;
+}
+
+} // namespace
+
+TEST_CASE("minmax symmetric grid maps max to qmax", "[quant][init]")
+{
+    const std::vector<float> w = {0.5f, -1.4f, 0.7f, 0.1f};
+    float s1 = 0.0f;
+    init_grid_minmax(matrix_view<const float>(w.data(), 1, 4), 4, quant_scheme::symmetric, {&s1, 1}, {});
+    CHECK(s1 == 1.4f / 7.0f);
+}
+
+TEST_CASE("minmax asymmetric grid includes zero", "[quant][init]")
+{
+    // All weights positive: the range is extended down to 0, so zp = 0.
+    const std::vector<float> w = {0.5f, 2.5f, 1.0f, 0.25f};
+    float s1 = 0.0f;
+    std::int32_t zero_point = -1;
+    init_grid_minmax(matrix_view<const float>(w.data(), 1, 4), 8, quant_scheme::asymmetric, {&s1, 1},
+                     {&zero_point, 1});
+    CHECK(s1 == 2.5f / 255.0f);
+    CHECK(zero_point == 0);
+
+    // A range of [-1, 3] puts zero a quarter of the way up.
+    const std::vector<float> mixed = {-1.0f, 3.0f};
+    init_grid_minmax(matrix_view<const float>(mixed.data(), 1, 2), 4, quant_scheme::asymmetric, {&s1, 1},
+                     {&zero_point, 1});
+    CHECK(s1 == 4.0f / 15.0f);
+    CHECK(zero_point == 4);  // round(1 / (4/15)) = round(3.75)
+}
+
+TEST_CASE("minmax per row and zero rows", "[quant][init]")
+{
+    const std::vector<float> w = {1.0f, -2.0f, 0.0f, 0.0f, 0.5f, 0.25f};
+    std::vector<float> s1(3);
+    init_grid_minmax(matrix_view<const float>(w.data(), 3, 2), 3, quant_scheme::symmetric, {s1.data(), 3}, {});
+    CHECK(s1[0] == 2.0f / 3.0f);
+    CHECK(s1[1] == 1.0f);  // an all-zero row gets s1 = 1
+    CHECK(s1[2] == 0.5f / 3.0f);
+}
+
+TEST_CASE("grid search never loses to minmax", "[quant][init]")
+{
+    std::mt19937 random(7);
+    std::student_t_distribution<float> heavy_tailed(3.0f);
+    const std::size_t rows = 6;
+    const std::size_t cols = 301;
+    std::vector<float> w(rows * cols);
+    for (float& value : w) {
+        value = 0.02f * heavy_tailed(random);
+    }
+    const matrix_view<const float> view(w.data(), rows, cols);
+
+    for (int bits : {2, 4, 8}) {
+        std::vector<float> minmax(rows);
+        std::vector<float> searched(rows);
+        init_grid_minmax(view, bits, quant_scheme::symmetric, {minmax.data(), rows}, {});
+        init_grid_search(view, bits, quant_scheme::symmetric, {searched.data(), rows}, {});
+        const int qmin = -(1 << (bits - 1));
+        const int qmax = (1 << (bits - 1)) - 1;
+        for (std::size_t r = 0; r < rows; ++r) {
+            const std::vector<float> row(w.begin() + static_cast<long>(r * cols), w.begin() + static_cast<long>((r + 1) * cols));
+            INFO("bits " << bits << ", row " << r);
+            CHECK(rounding_error(row, searched[r], qmin, qmax) <= rounding_error(row, minmax[r], qmin, qmax));
+            CHECK(searched[r] <= minmax[r]);
+            CHECK(searched[r] >= 0.2f * minmax[r] * 0.999f);
+        }
+    }
+}
+
+TEST_CASE("grid search finds a shrunk range for outliers", "[quant][init]")
+{
+    // One large outlier among small weights: at 4 bits the best grid
+    // clips it rather than spending the levels on it.
+    std::vector<float> w(256);
+    for (std::size_t i = 0; i < w.size(); ++i) {
+        w[i] = 0.01f * static_cast<float>(static_cast<int>(i % 21) - 10);
+    }
+    w[17] = 1.0f;
+    float minmax = 0.0f;
+    float searched = 0.0f;
+    const matrix_view<const float> view(w.data(), 1, w.size());
+    init_grid_minmax(view, 4, quant_scheme::symmetric, {&minmax, 1}, {});
+    init_grid_search(view, 4, quant_scheme::symmetric, {&searched, 1}, {});
+    CHECK(searched < 0.8f * minmax);
+    CHECK(rounding_error(w, searched, -8, 7) < rounding_error(w, minmax, -8, 7));
+}
+
+TEST_CASE("grid search is thread independent", "[quant][init]")
+{
+    std::mt19937 random(3);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    const std::size_t rows = 200;
+    const std::size_t cols = 128;
+    std::vector<float> w(rows * cols);
+    for (float& value : w) {
+        value = normal(random);
+    }
+    std::vector<float> first(rows);
+    std::vector<float> second(rows);
+    std::vector<std::int32_t> first_zero(rows);
+    std::vector<std::int32_t> second_zero(rows);
+    const matrix_view<const float> view(w.data(), rows, cols);
+#ifdef _OPENMP
+    const int previous = omp_get_max_threads();
+    omp_set_num_threads(1);
+#endif
+    init_grid_search(view, 4, quant_scheme::asymmetric, {first.data(), rows}, {first_zero.data(), rows});
+#ifdef _OPENMP
+    omp_set_num_threads(2);
+#endif
+    init_grid_search(view, 4, quant_scheme::asymmetric, {second.data(), rows}, {second_zero.data(), rows});
+#ifdef _OPENMP
+    omp_set_num_threads(previous);
+#endif
+    CHECK(first == second);
+    CHECK(first_zero == second_zero);
+}
+
+TEST_CASE("grid initialisation rejects bad arguments", "[quant][init]")
+{
+    std::vector<float> w = {1.0f, 2.0f, 3.0f, 4.0f};
+    const matrix_view<const float> view(w.data(), 2, 2);
+    std::vector<float> s1(2);
+    std::vector<std::int32_t> zero_points(2);
+
+    CHECK_THROWS_AS(init_grid_minmax(view, 1, quant_scheme::symmetric, {s1.data(), 2}, {}), tessera::invalid_argument);
+    CHECK_THROWS_AS(init_grid_minmax(view, 9, quant_scheme::symmetric, {s1.data(), 2}, {}), tessera::invalid_argument);
+    CHECK_THROWS_AS(init_grid_minmax(view, 4, quant_scheme::symmetric, {s1.data(), 3}, {}), tessera::invalid_argument);
+    CHECK_THROWS_AS(init_grid_minmax(view, 4, quant_scheme::symmetric, {s1.data(), 2}, {zero_points.data(), 2}),
+                    tessera::invalid_argument);
+    CHECK_THROWS_AS(init_grid_minmax(view, 4, quant_scheme::asymmetric, {s1.data(), 2}, {zero_points.data(), 1}),
+                    tessera::invalid_argument);
+    CHECK_THROWS_AS(init_grid_search(view, 4, quant_scheme::symmetric, {s1.data(), 2}, {}, {0, 0.5f}),
+                    tessera::invalid_argument);
+    CHECK_THROWS_AS(init_grid_search(view, 4, quant_scheme::symmetric, {s1.data(), 2}, {}, {10, 0.0f}),
+                    tessera::invalid_argument);
+
+    w[3] = NAN;
+    try {
+        init_grid_minmax(view, 4, quant_scheme::symmetric, {s1.data(), 2}, {});
+        FAIL("a NaN weight was accepted");
+    } catch (const tessera::invalid_argument& error) {
+        const std::string message = error.what();
+        CHECK(message.find("tessera::quant::init_grid_minmax") != std::string::npos);
+        CHECK(message.find("w(1, 1)") != std::string::npos);
+    }
+    w[3] = INFINITY;
+    CHECK_THROWS_AS(init_grid_search(view, 4, quant_scheme::symmetric, {s1.data(), 2}, {}), tessera::invalid_argument);
+}
