@@ -30,6 +30,7 @@ namespace {
 using namespace tessera;
 using namespace tessera::test;
 using quant::max_exp_ulp;
+using quant::max_tie_window_ulp;
 
 constexpr float float_inf = std::numeric_limits<float>::infinity();
 constexpr float float_nan = std::numeric_limits<float>::quiet_NaN();
@@ -175,7 +176,7 @@ all_sum_terms collect_terms(matrix_view<const float> w, const quant::flexround_s
         for (std::size_t c = 0; c < w.cols; ++c) {
             const float scale = reference_scale(scales, r, c);
             const quant::reference::element_state e = quant::reference::evaluate_element(w(r, c), scale, qmin, qmax);
-            if (ulps_to_tie(e.u) <= max_exp_ulp + 1) {
+            if (ulps_to_tie(e.u) <= max_tie_window_ulp) {
                 ++terms.near_tie_count;
             }
             const float masked_u = (e.in_range || std::isnan(e.u)) ? e.u : 0.0f;
@@ -305,7 +306,7 @@ void check_backward(const backward_setup& setup)
             bool within = true;
             if (same_bits(u_reference, u_simd) || std::isnan(u_reference)) {
                 within = same_e(e, e_reference);
-            } else if (ulps_to_tie(u_reference) > max_exp_ulp + 1) {
+            } else if (ulps_to_tie(u_reference) > max_tie_window_ulp) {
                 // Relative to E, plus two half-ulps of the subnormal range for a tiny E.
                 const double tolerance = (max_exp_ulp + 2) * 0x1p-23 * std::fabs(e_reference) +
                                          std::numeric_limits<float>::denorm_min();

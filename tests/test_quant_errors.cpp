@@ -704,3 +704,35 @@ TEST_CASE("errors leave outputs untouched", "[quant][errors]")
                   {backward_name, "grads.delta4"});
     CHECK(grad_delta2.all_untouched());
 }
+
+TEST_CASE("optional outputs of the wrong shape", "[quant][errors]")
+{
+    // Only a default-constructed view means "not requested": a mask or
+    // codes view with another shape is rejected, not skipped.
+    valid_problem p;
+    std::vector<std::uint8_t> mask(16);
+    std::vector<std::int8_t> codes(16);
+    const quant::quant_grid grid = quant::quant_grid::symmetric(4);
+    check_rejects(
+        [&] {
+            quant::fake_quantize(p.w_view(), p.scales(), grid, p.w_hat_view(),
+                                 matrix_view<std::uint8_t>{mask.data(), 2, 0});
+        },
+        {"tessera::quant::fake_quantize", "mask"});
+    check_rejects(
+        [&] {
+            quant::fake_quantize(p.w_view(), p.scales(), grid, p.w_hat_view(), {},
+                                 matrix_view<std::int8_t>{codes.data(), 1, 4});
+        },
+        {"tessera::quant::fake_quantize", "codes"});
+}
+
+TEST_CASE("dequantize accepts mutable codes", "[quant][errors]")
+{
+    std::vector<std::int8_t> codes = {-3, 0, 5, 7};
+    std::vector<float> out(4);
+    const float s1 = 0.5f;
+    quant::dequantize(matrix_view<std::int8_t>{codes.data(), 1, 4}, {&s1, 1}, quant::quant_grid::symmetric(4),
+                      {out.data(), 1, 4});
+    CHECK(out == std::vector<float>{-1.5f, 0.0f, 2.5f, 3.5f});
+}

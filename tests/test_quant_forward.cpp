@@ -2,7 +2,7 @@
 // arch, and of the xsimd::exp error bound that its numerical contract rests on.
 //
 // The contract allows one difference from the reference: the SIMD path computes
-// S = exp(log S) with xsimd::exp, so where u = W / S lies within max_exp_ulp + 1 ulp of a
+// S = exp(log S) with xsimd::exp, so where u = W / S lies within max_tie_window_ulp ulp of a
 // rounding tie, the SIMD code may differ from the reference by exactly 1. Everywhere else Ŵ,
 // the mask and the codes must be bit-identical.
 
@@ -28,6 +28,7 @@ namespace {
 using namespace tessera;
 using namespace tessera::test;
 using quant::max_exp_ulp;
+using quant::max_tie_window_ulp;
 
 constexpr float float_inf = std::numeric_limits<float>::infinity();
 constexpr float float_nan = std::numeric_limits<float>::quiet_NaN();
@@ -59,7 +60,7 @@ struct forward_setup {
 
 // Counts of the differences between a SIMD result and the reference.
 struct forward_differences {
-    std::size_t near_tie = 0;      // differences where u is within max_exp_ulp + 1 ulp of a tie (allowed)
+    std::size_t near_tie = 0;      // differences where u is within max_tie_window_ulp ulp of a tie (allowed)
     std::size_t far_from_tie = 0;  // differences anywhere else (not allowed)
     std::size_t code_jump = 0;     // codes that differ by more than 1 (not allowed)
     std::size_t inconsistent = 0;  // elements with Ŵ != s1 · (code - zp) (not allowed)
@@ -146,7 +147,7 @@ forward_differences compare_with_reference(const guarded_matrix<float>& w, const
             const float u = w(r, c) / reference_scale(scales, r, c);
             const std::int64_t tie_distance = ulps_to_tie(u);
             const bool code_jump = with_codes && std::abs(code - static_cast<int>(expected.codes[i])) > 1;
-            if (tie_distance <= max_exp_ulp + 1) {
+            if (tie_distance <= max_tie_window_ulp) {
                 ++differences.near_tie;
             } else {
                 ++differences.far_from_tie;
@@ -154,7 +155,7 @@ forward_differences compare_with_reference(const guarded_matrix<float>& w, const
             if (code_jump) {
                 ++differences.code_jump;
             }
-            if ((tie_distance > max_exp_ulp + 1 || code_jump) && differences.first_violation.empty()) {
+            if ((tie_distance > max_tie_window_ulp || code_jump) && differences.first_violation.empty()) {
                 std::ostringstream text;
                 text.precision(9);
                 text << "element (" << r << ", " << c << "): w " << w(r, c) << ", reference u " << u << " ("

@@ -34,7 +34,7 @@ namespace tessera::simd {
 
 namespace detail {
 
-// Which intrinsic implementation an arch gets.
+// The intrinsic implementation an arch gets.
 enum class byte_family { generic, sse2, avx2, avx512 };
 
 template <class A>

@@ -7,7 +7,7 @@
 //
 // With exceptions enabled (TESSERA_EXCEPTIONS == 1) the message is thrown as
 // tessera::invalid_argument. Without them, the message goes to the handler
-// installed by set_error_handler(), which must not return; the default
+// installed by set_error_handler(), which must not return. The default
 // handler prints the message to stderr and calls std::abort().
 #pragma once
 

@@ -105,7 +105,7 @@ TESSERA_ALWAYS_INLINE xsimd::batch<std::int32_t, A> mask_lanes(const lanes_state
 
 // How a row kernel splits a row of n elements. With streaming stores the
 // main output must be aligned, so a head of up to N − 1 elements goes
-// through the buffered path first; the tail after the last whole batch
+// through the buffered path first. The tail after the last whole batch
 // always does.
 struct row_split {
     std::size_t head;  // elements before the first aligned batch
@@ -143,7 +143,7 @@ struct fake_quantize_row {
         void* codes;          // may be null
     };
 
-    // `stream` asks for streaming stores of w_hat.
+    // `stream` requests streaming stores of w_hat.
     void operator()(const row_pointers& row, std::size_t n, const row_grid& grid, bool stream) const
     {
         const row_split split = split_row<lanes>(row.w_hat, n, stream && simd::has_stream_stores<A>(),
@@ -243,7 +243,7 @@ struct flexround_backward_row {
         float grad_s1;  // Σ G·(q − m·u) over the row
     };
 
-    // `stream` asks for streaming stores of grad_delta2.
+    // `stream` requests streaming stores of grad_delta2.
     sums operator()(const row_pointers& row, std::size_t n, const row_grid& grid, bool stream) const
     {
         float_batch sum_e(0.0f);
@@ -332,7 +332,7 @@ struct flexround_backward_row {
     }
 };
 
-// Where the division scale S of a row comes from when it is given directly.
+// The division scale S of a row when it is given directly.
 struct given_scale {
     const float* row = nullptr;  // element-wise S of the row, or null
     float value = 1.0f;          // the row's S when `row` is null
@@ -346,7 +346,7 @@ struct quantize_row {
     using float_batch = xsimd::batch<float, A>;
     static constexpr std::size_t lanes = float_batch::size;
 
-    // `stream` asks for streaming stores of the codes.
+    // `stream` requests streaming stores of the codes.
     void operator()(const float* w, given_scale scale, std::size_t n, const row_grid& grid, std::uint8_t* out,
                     bool nibbles, bool stream) const
     {
@@ -446,7 +446,7 @@ struct dequantize_row {
     using int_batch = xsimd::batch<std::int32_t, A>;
     static constexpr std::size_t lanes = float_batch::size;
 
-    // `stream` asks for streaming stores of out.
+    // `stream` requests streaming stores of out.
     void operator()(const std::uint8_t* codes, std::size_t n, float s1, std::int32_t zero_point, bool is_signed,
                     bool nibbles, float* out, bool stream) const
     {
@@ -514,8 +514,8 @@ struct dequantize_row {
 
 // Sum of squared rounding errors Σ (w − s·q)² of one row for a uniform
 // grid of step s, accumulated in float lanes and returned as double. Used
-// by the grid search in init.hpp; padding lanes hold w = 0, which every
-// grid represents exactly, so they add nothing.
+// by the grid search in init.hpp. Padding lanes contain w = 0, which
+// every grid represents exactly, so they add nothing.
 template <class A>
 struct grid_error_row {
     using float_batch = xsimd::batch<float, A>;

@@ -1,7 +1,7 @@
 // Layer-wise FlexRound reconstruction learner.
 //
 // Given a weight W [C_out, C_in·K] and calibration inputs X [N, C_in·K]
-// (the rows a linear layer sees, or im2col patches of a convolution), the
+// (the input rows of a linear layer, or im2col patches of a convolution), the
 // learner adjusts the log-space scales δ1..δ4 so that the quantized layer
 // reproduces the full-precision outputs:
 //
@@ -259,7 +259,7 @@ public:
 
     // Runs options.iterations steps on calibration inputs x [N, cols].
     // on_progress, if set, is called every options.report_every steps and
-    // after the last one; returning false stops learning early.
+    // after the last one. Returning false from it stops learning early.
     learner_result fit(matrix_view<const float> x, const std::function<bool(const learner_progress&)>& on_progress = {})
     {
         constexpr const char* function = "tessera::quant::flexround_learner::fit";

@@ -73,9 +73,9 @@ struct quant_grid {
 };
 
 // The log-space FlexRound scales of one weight matrix with `rows` rows and
-// `cols` columns. delta1 has size 1 (per tensor) or rows (per row); delta2
-// has shape [rows, cols]; delta3 is empty or has size rows; delta4 is
-// empty or has size cols / kernel_size.
+// `cols` columns. delta1 has size 1 (per tensor) or rows (per row), and
+// delta2 has shape [rows, cols]. delta3 is empty or has size rows, and
+// delta4 is empty or has size cols / kernel_size.
 struct flexround_scales {
     vector_view<const float> delta1;
     matrix_view<const float> delta2;

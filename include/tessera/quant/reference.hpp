@@ -142,6 +142,12 @@ inline void flexround_backward(matrix_view<const float> w, const flexround_scale
     }
 }
 
+// The per-tensor (size 1) or per-row S of row r.
+inline float given_scale(vector_view<const float> scale_vector, std::size_t r)
+{
+    return scale_vector[scale_vector.size == 1 ? 0 : r];
+}
+
 // Integer codes c = clamp(round(W / S), qmin, qmax) + zp for a given S:
 // an element-wise scale matrix, or (when `scale` is empty) the per-tensor
 // or per-row scale vector `scale_vector`. NaN W is stored as zp.
@@ -153,7 +159,7 @@ void quantize(matrix_view<const float> w, matrix_view<const float> scale, vector
         const auto qmin = static_cast<float>(grid.qmin(r));
         const auto qmax = static_cast<float>(grid.qmax(r));
         for (std::size_t c = 0; c < w.cols; ++c) {
-            const float s = scale.empty() ? scale_vector[scale_vector.size == 1 ? 0 : r] : scale(r, c);
+            const float s = scale.empty() ? given_scale(scale_vector, r) : scale(r, c);
             const element_state e = evaluate_element(w(r, c), s, qmin, qmax);
             codes(r, c) = static_cast<Code>(code_of(e.q, grid.zero_point(r)));
         }
@@ -162,7 +168,7 @@ void quantize(matrix_view<const float> w, matrix_view<const float> scale, vector
 
 // The same codes packed two to a byte: element 2k of a row in the low
 // nibble of byte k, element 2k+1 in the high nibble, each row starting on
-// a byte; an odd row leaves the high nibble of its last byte zero.
+// a byte. An odd row leaves the high nibble of its last byte zero.
 // Symmetric codes are stored as 4-bit two's complement.
 inline void quantize_packed4(matrix_view<const float> w, matrix_view<const float> scale,
                              vector_view<const float> scale_vector, const quant_grid& grid,
@@ -173,7 +179,7 @@ inline void quantize_packed4(matrix_view<const float> w, matrix_view<const float
         const auto qmin = static_cast<float>(grid.qmin(r));
         const auto qmax = static_cast<float>(grid.qmax(r));
         for (std::size_t c = 0; c < w.cols; ++c) {
-            const float s = scale.empty() ? scale_vector[scale_vector.size == 1 ? 0 : r] : scale(r, c);
+            const float s = scale.empty() ? given_scale(scale_vector, r) : scale(r, c);
             row_codes[c] = code_of(evaluate_element(w(r, c), s, qmin, qmax).q, grid.zero_point(r));
         }
         for (std::size_t k = 0; k < packed.cols; ++k) {
