@@ -62,7 +62,7 @@ std::vector<float> round_to_nearest(const layer_data& layer, const std::vector<f
 TEST_CASE("learner beats round-to-nearest on a real layer", "[quant][learner]")
 {
     // The query projection of all-MiniLM-L6-v2's first layer with the
-    // activations it sees for real English text: 256 calibration rows,
+    // activations it receives for real English text: 256 calibration rows,
     // 128 held-out rows.
     const layer_data layer = load_layer("encoder.layer.0.attention.self.query");
     const matrix_view<const float> w(layer.weight.data(), layer.rows, layer.cols);

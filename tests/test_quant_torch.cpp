@@ -1,8 +1,8 @@
 // FlexRound against PyTorch: fixtures written by
 // tests/data/make_flexround_fixtures.py with torch's autograd through the
 // straight-through forward. Given torch's S the codes must match
-// torch.round(W / S) bit for bit; from δ the outputs may differ only where
-// exp differs (near rounding ties), and the gradients within float
+// torch.round(W / S) bit for bit. From δ the outputs may differ only where
+// exp differs (near rounding ties), and the gradients only by float
 // summation error.
 #include "catch.hpp"
 
