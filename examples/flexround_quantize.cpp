@@ -108,7 +108,7 @@ void print_help()
         "  --calibration-rows N  input rows that FlexRound learns from; the remaining rows are\n"
         "                        held out for evaluation (default 256, or the first two thirds\n"
         "                        of the rows of a layer that has at most 256)\n"
-        "  --threads N           OpenMP threads (default: OpenMP's default)\n"
+        "  --threads N           OpenMP threads, 1 to 1024 (default: OpenMP's default)\n"
         "  --json                print one JSON document instead of the table\n"
         "  --safetensors FILE    read the layers from FILE instead of the example data\n"
         "  --layer NAME          weight tensor to quantize: a linear weight [out, in] or a\n"
@@ -257,8 +257,9 @@ options parse_arguments(int argc, char** argv)
             result.calibration_rows = static_cast<std::size_t>(
                 parse_integer(reader.value(option), option, 1, std::numeric_limits<long long>::max()));
         } else if (option == "--threads") {
-            result.threads = static_cast<int>(
-                parse_integer(reader.value(option), option, 1, std::numeric_limits<int>::max()));
+            // A bound well above any core count: the OpenMP runtime crashes
+            // when it cannot start the threads it was asked for.
+            result.threads = static_cast<int>(parse_integer(reader.value(option), option, 1, 1024));
         } else if (option == "--safetensors") {
             result.file = reader.value(option);
         } else if (option == "--layer") {

@@ -672,12 +672,20 @@ TEST_CASE("packed width of SIZE_MAX columns", "[quant][errors]")
                                       matrix_view<float>{p.w_hat.data(), 1, size_max});
         },
         {dequantize_packed_name, "packed.cols", "9223372036854775808"});
+    // For quantize_packed4 the float view of SIZE_MAX columns is already
+    // rejected, because its extent in bytes overflows.
     check_rejects(
         [&] {
             quant::quantize_packed4(matrix_view<const float>{p.w.data(), 1, size_max}, {}, p.s1_view(), grid,
                                     matrix_view<std::uint8_t>{nullptr, 1, 0});
         },
-        {packed_name, "packed", "9223372036854775808"});
+        {packed_name, "w", "overflows std::size_t"});
+    check_rejects(
+        [&] {
+            quant::quantize_packed4(matrix_view<const float>{p.w.data(), 1, size_max / 8}, {}, p.s1_view(), grid,
+                                    matrix_view<std::uint8_t>{nullptr, 1, 0});
+        },
+        {packed_name, "packed"});
 }
 
 TEST_CASE("errors leave outputs untouched", "[quant][errors]")
@@ -735,4 +743,43 @@ TEST_CASE("dequantize accepts mutable codes", "[quant][errors]")
     quant::dequantize(matrix_view<std::int8_t>{codes.data(), 1, 4}, {&s1, 1}, quant::quant_grid::symmetric(4),
                       {out.data(), 1, 4});
     CHECK(out == std::vector<float>{-1.5f, 0.0f, 2.5f, 3.5f});
+}
+
+TEST_CASE("packed quantize takes one scale", "[quant][errors]")
+{
+    valid_problem p;
+    const quant::quant_grid grid = quant::quant_grid::symmetric(4);
+    check_rejects([&] { quant::quantize_packed4(p.w_view(), p.scale_view(), p.s1_view(), grid, p.packed_view()); },
+                  {"tessera::quant::quantize_packed4", "scale_vector"});
+    check_rejects(
+        [&] {
+            quant::quantize_packed4(p.w_view(), matrix_view<const float>{p.scale.data(), 3, 0}, {}, grid,
+                                    p.packed_view());
+        },
+        {"tessera::quant::quantize_packed4", "scale"});
+}
+
+TEST_CASE("unknown scheme is rejected", "[quant][errors]")
+{
+    valid_problem p;
+    quant::quant_grid grid = quant::quant_grid::symmetric(4);
+    grid.scheme = static_cast<quant::quant_scheme>(7);
+    check_rejects([&] { quant::fake_quantize(p.w_view(), p.scales(), grid, p.w_hat_view()); },
+                  {"tessera::quant::fake_quantize", "grid.scheme"});
+}
+
+TEST_CASE("empty backward of huge shape", "[quant][errors]")
+{
+    // [2^62, 0] is empty: no workspace may be sized from the row count.
+    const std::size_t rows = std::size_t{1} << 62;
+    const std::vector<float> delta1 = {0.0f};
+    std::vector<float> grad_delta1 = {1.0f};
+    quant::flexround_scales scales{{delta1.data(), 1}, {nullptr, rows, 0}};
+    quant::flexround_gradients grads;
+    grads.delta1 = {grad_delta1.data(), 1};
+    grads.delta2 = {nullptr, rows, 0};
+    CHECK_NOTHROW(quant::flexround_backward(matrix_view<const float>{nullptr, rows, 0}, scales,
+                                            quant::quant_grid::symmetric(4), matrix_view<const float>{nullptr, rows, 0},
+                                            grads));
+    CHECK(grad_delta1[0] == 0.0f);
 }

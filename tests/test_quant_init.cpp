@@ -174,3 +174,38 @@ TEST_CASE("grid initialisation rejects bad arguments", "[quant][init]")
     w[3] = INFINITY;
     CHECK_THROWS_AS(init_grid_search(view, 4, quant_scheme::symmetric, {s1.data(), 2}, {}), tessera::invalid_argument);
 }
+
+TEST_CASE("grid sizes stay normal and finite", "[quant][init]")
+{
+    // max|W| / qmax underflows for subnormal weights, and max − min
+    // overflows for weights near ±FLT_MAX; both must still give a grid
+    // that the kernels accept.
+    const std::vector<float> tiny = {1e-45f, -1e-45f};
+    const std::vector<float> huge = {3.4e38f, -3.4e38f};
+    float s1 = 0.0f;
+    std::int32_t zero_point = -1;
+
+    init_grid_minmax(matrix_view<const float>(tiny.data(), 1, 2), 8, quant_scheme::symmetric, {&s1, 1}, {});
+    CHECK(std::isnormal(s1));
+    init_grid_search(matrix_view<const float>(huge.data(), 1, 2), 4, quant_scheme::asymmetric, {&s1, 1},
+                     {&zero_point, 1});
+    CHECK(std::isfinite(s1));
+    CHECK(zero_point >= 0);
+    CHECK(zero_point <= 15);
+
+    std::vector<std::uint8_t> codes(2);
+    CHECK_NOTHROW(quantize(matrix_view<const float>(huge.data(), 1, 2), vector_view<const float>(&s1, 1),
+                           quant_grid::asymmetric(4, {&zero_point, 1}), matrix_view<std::uint8_t>(codes.data(), 1, 2)));
+    CHECK(codes[0] == 15);
+    CHECK(codes[1] == 0);
+}
+
+TEST_CASE("grid initialisation rejects unknown scheme", "[quant][init]")
+{
+    const std::vector<float> w = {1.0f, 2.0f};
+    float s1 = 0.0f;
+    std::int32_t zero_point = 0;
+    CHECK_THROWS_AS(init_grid_minmax(matrix_view<const float>(w.data(), 1, 2), 4, static_cast<quant_scheme>(7),
+                                     {&s1, 1}, {&zero_point, 1}),
+                    tessera::invalid_argument);
+}

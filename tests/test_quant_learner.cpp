@@ -250,3 +250,29 @@ TEST_CASE("learner rejects bad arguments", "[quant][learner]")
     w[2] = INFINITY;
     CHECK_THROWS_AS(flexround_learner<>(view, quant_grid::symmetric(4), {&s1, 1}), tessera::invalid_argument);
 }
+
+TEST_CASE("learner reports divergence by name", "[quant][learner]")
+{
+    // Inputs so large that the outputs overflow: fit must name itself and
+    // the cause, not fail later inside fake_quantize.
+    std::vector<float> w = {0.5f, -0.25f, 0.125f, 1.0f};
+    std::vector<float> x(16, 1e20f);
+    const float s1 = 0.1f;
+    flexround_learner<> learner({w.data(), 2, 2}, quant_grid::symmetric(4), {&s1, 1});
+    try {
+        learner.fit({x.data(), 8, 2});
+        FAIL("fit accepted inputs whose outputs overflow");
+    } catch (const tessera::invalid_argument& error) {
+        const std::string message = error.what();
+        CHECK(message.find("flexround_learner::fit") != std::string::npos);
+        CHECK(message.find("not finite") != std::string::npos);
+    }
+
+    learner_options options;
+    options.learning_rate = INFINITY;
+    CHECK_THROWS_AS(flexround_learner<>({w.data(), 2, 2}, quant_grid::symmetric(4), {&s1, 1}, options),
+                    tessera::invalid_argument);
+    const float subnormal = 1e-44f;
+    CHECK_THROWS_AS(flexround_learner<>({w.data(), 2, 2}, quant_grid::symmetric(4), {&subnormal, 1}),
+                    tessera::invalid_argument);
+}

@@ -83,8 +83,9 @@ void check_view(const matrix_view<T>& view, const char* function, const char* na
         raise_invalid_argument(function, name, ".row_stride must be at least cols (", view.cols, "), got ",
                                view.row_stride);
     }
+    // The extent in bytes must fit too, or pointer arithmetic would wrap.
     const std::size_t last_row = checked_mul(view.rows - 1, view.row_stride, function, name);
-    checked_add(last_row, view.cols, function, name);
+    checked_mul(checked_add(last_row, view.cols, function, name), sizeof(T), function, name);
 }
 
 template <class T>

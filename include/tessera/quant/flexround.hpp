@@ -25,10 +25,17 @@
 // - From δ, the SIMD path computes S = exp(log S) with xsimd::exp and the
 //   reference with std::exp. They differ by at most max_exp_ulp (below)
 //   units in the last place while S is a normal float. s1 = exp(δ1) is
-//   computed with std::exp on both paths. So u = W / S differs by at most
-//   max_tie_window_ulp ulp, and a code can differ from the reference only
-//   where u lies that close to a rounding tie k + 1/2, and then by
-//   exactly 1. Elsewhere Ŵ, the mask and the codes are bit-identical.
+//   computed with std::exp on both paths. So where S is a normal float on
+//   both paths, u = W / S differs by at most max_tie_window_ulp ulp, and a
+//   code can differ from the reference only where u lies that close to a
+//   rounding tie k + 1/2, and then by exactly 1. Elsewhere in that range
+//   Ŵ, the mask and the codes are bit-identical.
+// - Outside it (log S below about −87.3 or above 88.376) xsimd::exp gives 0
+//   or +Inf where std::exp may still give a subnormal or finite S, and the
+//   codes of the two paths can differ by more than 1. S = 0 from a finite
+//   δ gives u = W / 0: ±Inf (saturated codes) or NaN for W = 0 (the NaN
+//   policy below). No argument check rejects such δ2, δ3 or δ4, because
+//   that would cost a pass over δ2.
 // - The mask is inclusive at both ends and taken on round(u) itself. A
 //   PyTorch FlexRound written with torch.clamp differs at elements that
 //   round exactly to qmin or qmax: torch.clamp passes no gradient there
@@ -303,6 +310,14 @@ void flexround_backward(matrix_view<const float> w, const flexround_scales& scal
     detail::check_size(grads.delta3, scales.delta3.size, function, "grads.delta3");
     detail::check_size(grads.delta4, scales.delta4.size, function, "grads.delta4");
 
+    if (w.empty()) {
+        // Sums over no element are 0, and E has no element to write.
+        std::fill(grads.delta1.data, grads.delta1.data + grads.delta1.size, 0.0f);
+        std::fill(grads.delta3.data, grads.delta3.data + grads.delta3.size, 0.0f);
+        std::fill(grads.delta4.data, grads.delta4.data + grads.delta4.size, 0.0f);
+        return;
+    }
+
     const std::size_t chunk_rows = detail::rows_per_chunk(w.rows, w.cols, 64);
     const std::size_t chunks = chunk_count(w.rows, chunk_rows);
     const bool has_delta4 = !scales.delta4.empty();
@@ -459,15 +474,20 @@ void quantize(matrix_view<const float> w, vector_view<const float> scale, const 
 // element 2k + 1 in the high nibble. An odd row leaves its last high
 // nibble zero.
 // Symmetric codes are 4-bit two's complement, asymmetric codes 0..15.
-// `scale` is element-wise, or empty with `scale_vector` per tensor or row.
+// `scale` is element-wise, or default-constructed (empty) with
+// `scale_vector` giving S per tensor or per row.
 template <class Arch = default_arch>
 void quantize_packed4(matrix_view<const float> w, matrix_view<const float> scale,
                       vector_view<const float> scale_vector, const quant_grid& grid, matrix_view<std::uint8_t> packed)
 {
     constexpr const char* function = "tessera::quant::quantize_packed4";
     detail::check_view(w, function, "w");
-    if (!scale.empty()) {
+    if (detail::requested(scale)) {
         detail::check_shape(scale, w.rows, w.cols, function, "scale");
+        if (scale_vector.size != 0) {
+            raise_invalid_argument(function, "scale and scale_vector are both given (scale_vector has size ",
+                                   scale_vector.size, "): pass only one of them");
+        }
     } else if (!w.empty()) {
         detail::check_grid_sizes(scale_vector, w.rows, function, "scale_vector");
     }

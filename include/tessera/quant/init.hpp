@@ -14,9 +14,10 @@
 //   there are `steps` candidates), keeping the α with the smallest sum of
 //   squared rounding errors Σ (W − s1·(c − zp))². Ties keep the larger α.
 //
-// A row (or tensor) whose range is 0 gets s1 = 1 and zp = 0: every grid
-// represents zeros exactly. W must be finite: NaN or ±Inf raises
-// tessera::invalid_argument.
+// A row (or tensor) whose range is 0 gets s1 = 1 and zp = 0, because every
+// grid represents zeros exactly. s1 is kept within [FLT_MIN, FLT_MAX], so a
+// range of subnormal weights or one near FLT_MAX still gives a valid grid.
+// W must be finite: NaN or ±Inf raises tessera::invalid_argument.
 #pragma once
 
 #include "../core/arch.hpp"
@@ -30,6 +31,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace tessera::quant {
@@ -64,24 +66,34 @@ struct grid_choice {
     std::int32_t zero_point = 0;
 };
 
+// Rounds a grid size to float, kept within [FLT_MIN, FLT_MAX] so that the
+// kernels accept it even for ranges near 0 or near FLT_MAX.
+inline float representable_grid_size(double s1)
+{
+    const double low = static_cast<double>(std::numeric_limits<float>::min());
+    const double high = static_cast<double>(std::numeric_limits<float>::max());
+    return static_cast<float>(std::min(std::max(s1, low), high));
+}
+
 inline grid_choice grid_for_range(value_range range, int bits, quant_scheme scheme)
 {
+    // In double, so that max − min of two finite floats cannot overflow.
     grid_choice choice;
     if (scheme == quant_scheme::symmetric) {
-        const float max_abs = std::max(-range.low, range.high);
-        const auto qmax = static_cast<float>((1 << (bits - 1)) - 1);
-        if (max_abs > 0.0f) {
-            choice.s1 = max_abs / qmax;
+        const double max_abs = std::max(-static_cast<double>(range.low), static_cast<double>(range.high));
+        const double qmax = (1 << (bits - 1)) - 1;
+        if (max_abs > 0.0) {
+            choice.s1 = representable_grid_size(max_abs / qmax);
         }
         return choice;
     }
 
-    const auto code_max = static_cast<float>((1 << bits) - 1);
-    const float width = range.high - range.low;
-    if (width > 0.0f) {
-        choice.s1 = width / code_max;
-        const float zero_point = std::nearbyint(-range.low / choice.s1);
-        choice.zero_point = static_cast<std::int32_t>(std::min(std::max(zero_point, 0.0f), code_max));
+    const double code_max = (1 << bits) - 1;
+    const double width = static_cast<double>(range.high) - static_cast<double>(range.low);
+    if (width > 0.0) {
+        choice.s1 = representable_grid_size(width / code_max);
+        const double zero_point = std::nearbyint(-static_cast<double>(range.low) / choice.s1);
+        choice.zero_point = static_cast<std::int32_t>(std::min(std::max(zero_point, 0.0), code_max));
     }
     return choice;
 }
@@ -103,6 +115,10 @@ inline void check_init_arguments(matrix_view<const float> w, int bits, quant_sch
     check_view(w, function, "w");
     if (bits < 2 || bits > 8) {
         raise_invalid_argument(function, "bits must be in [2, 8], got ", bits);
+    }
+    if (scheme != quant_scheme::symmetric && scheme != quant_scheme::asymmetric) {
+        raise_invalid_argument(function, "scheme must be symmetric or asymmetric, got the value ",
+                               static_cast<int>(scheme));
     }
     if (s1.size != 1 && s1.size != w.rows) {
         raise_invalid_argument(function, "s1 must have size 1 or rows (", w.rows, "), got ", s1.size);

@@ -196,9 +196,17 @@ public:
         if (options.iterations < 0) {
             raise_invalid_argument(function, "options.iterations must be non-negative, got ", options.iterations);
         }
-        if (!(options.learning_rate >= 0.0f) || !(options.final_learning_rate >= 0.0f)) {
-            raise_invalid_argument(function, "learning rates must be non-negative, got ", options.learning_rate,
-                                   " and ", options.final_learning_rate);
+        if (!(options.learning_rate >= 0.0f) || !(options.final_learning_rate >= 0.0f) ||
+            !std::isfinite(options.learning_rate) || !std::isfinite(options.final_learning_rate)) {
+            raise_invalid_argument(function, "learning rates must be finite and non-negative, got ",
+                                   options.learning_rate, " and ", options.final_learning_rate);
+        }
+        for (std::size_t i = 0; i < s1.size; ++i) {
+            // δ1 = log s1 must map back to a positive s1 through exp.
+            if (!std::isnormal(s1[i])) {
+                raise_invalid_argument(function, "s1[", i, "] must be a normal float (at least ",
+                                       std::numeric_limits<float>::min(), "), got ", s1[i]);
+            }
         }
         if (options.kernel_size == 0 || w.cols % options.kernel_size != 0) {
             raise_invalid_argument(function, "options.kernel_size must be positive and divide w.cols (", w.cols,
@@ -348,6 +356,11 @@ public:
             grads.delta4 = {grad_delta4.data(), grad_delta4.size()};
             flexround_backward<Arch>(weight_view(), scales(), grid_, {grad_w_hat.data(), rows(), cols()}, grads);
 
+            if (!std::isfinite(batch_loss)) {
+                raise_invalid_argument(function, "the loss is not finite at step ", step, " (", batch_loss,
+                                       "): reduce options.learning_rate or the magnitude of x");
+            }
+
             const float step_size = learning_rate_at(step);
             if (options_.learn_delta1) {
                 adam1.update(delta1_.data(), grad_delta1.data(), delta1_.size(), step_size, step + 1);
@@ -356,6 +369,7 @@ public:
             adam3.update(delta3_.data(), grad_delta3.data(), delta3_.size(), step_size, step + 1);
             adam4.update(delta4_.data(), grad_delta4.data(), delta4_.size(), step_size, step + 1);
             result.iterations_run = step + 1;
+            check_grid_sizes_after(step, function);
 
             const bool report = options_.report_every > 0 &&
                                 ((step + 1) % options_.report_every == 0 || step + 1 == iterations);
@@ -396,6 +410,19 @@ private:
     std::size_t rows() const { return static_cast<std::size_t>(weight_.rows()); }
     std::size_t cols() const { return static_cast<std::size_t>(weight_.cols()); }
     matrix_view<const float> weight_view() const { return {weight_.data(), rows(), cols()}; }
+
+    // Raises if a step moved δ1 so far that s1 = exp(δ1) is 0 or +Inf,
+    // which the next fake_quantize would reject with a less helpful message.
+    void check_grid_sizes_after(int step, const char* function) const
+    {
+        for (std::size_t i = 0; i < delta1_.size(); ++i) {
+            const float s1 = std::exp(delta1_[i]);
+            if (!(s1 > 0.0f) || !std::isfinite(s1)) {
+                raise_invalid_argument(function, "learning diverged at step ", step, ": s1[", i, "] = exp(", delta1_[i],
+                                       ") is not positive and finite; reduce options.learning_rate");
+            }
+        }
+    }
 
     // Cosine decay from learning_rate at step 0 to final_learning_rate.
     float learning_rate_at(int step) const

@@ -106,6 +106,10 @@ inline void check_grid(const quant_grid& grid, std::size_t rows, const char* fun
     if (grid.bits < 2 || grid.bits > 8) {
         raise_invalid_argument(function, "grid.bits must be in [2, 8], got ", grid.bits);
     }
+    if (grid.scheme != quant_scheme::symmetric && grid.scheme != quant_scheme::asymmetric) {
+        raise_invalid_argument(function, "grid.scheme must be symmetric or asymmetric, got the value ",
+                               static_cast<int>(grid.scheme));
+    }
     if (grid.is_symmetric()) {
         if (!grid.zero_points.empty()) {
             raise_invalid_argument(function, "grid.zero_points must be empty for the symmetric scheme, got ",
