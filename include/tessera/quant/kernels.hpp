@@ -7,7 +7,7 @@
 //
 // A row of n elements is processed in whole batches of N = batch<float,
 // A>::size lanes. The last n mod N elements are copied into a zero-padded
-// stack buffer, processed as one more batch and copied back, so that every
+// stack buffer, processed as one more batch and copied back. So every
 // element goes through the same instructions wherever it sits in the row,
 // and nothing outside the row is read or written.
 //
@@ -103,7 +103,7 @@ TESSERA_ALWAYS_INLINE xsimd::batch<std::int32_t, A> mask_lanes(const lanes_state
     return xsimd::batch_cast<std::int32_t>(xsimd::select(state.in_range, float_batch(1.0f), float_batch(0.0f)));
 }
 
-// How a row kernel splits a row of n elements. With streaming stores the
+// The split of a row of n elements in a row kernel. With streaming stores the
 // main output must be aligned, so a head of up to N − 1 elements goes
 // through the buffered path first. The tail after the last whole batch
 // always does.
