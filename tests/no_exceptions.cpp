@@ -1,7 +1,7 @@
 // Built with -fno-exceptions: an invalid argument must reach the handler
 // installed with set_error_handler. The handler prints the message and
-// exits with status 0, so the test passes only if the handler ran (ctest
-// also matches the message); returning from main means the check failed.
+// exits with status 0, so the test passes only if the handler ran, and
+// ctest also matches the message. Returning from main fails the check.
 #include <tessera/tessera.hpp>
 
 #include <cstdio>

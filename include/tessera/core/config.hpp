@@ -1,7 +1,7 @@
 // Library version and configuration macros.
 //
 // Each macro below can be defined by the user before any tessera header is
-// included; the definition given here is used only when none was provided.
+// included. The definition given here is used only when none was provided.
 #pragma once
 
 #define TESSERA_VERSION_MAJOR 0

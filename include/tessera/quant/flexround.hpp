@@ -7,12 +7,12 @@
 //
 // params.hpp defines the terms (grid size s1, the log-space scales δ1..δ4,
 // the symmetric and asymmetric integer grids). This header provides:
-//   fake_quantize        the forward: Ŵ, and optionally the mask and codes;
-//   flexround_backward   the straight-through gradients of δ1..δ4;
-//   quantize             integer codes for a given S, as int8 or uint8;
-//   quantize_packed4     4-bit codes packed two to a byte;
-//   dequantize, dequantize_packed4   s1 · (c − zp) back to float.
-// init.hpp chooses s1 and zp; learner.hpp learns δ1..δ4 from calibration data.
+//   fake_quantize        the forward: Ŵ, and optionally the mask and codes
+//   flexround_backward   the straight-through gradients of δ1..δ4
+//   quantize             integer codes for a given S, as int8 or uint8
+//   quantize_packed4     4-bit codes packed two to a byte
+//   dequantize, dequantize_packed4   s1 · (c − zp) back to float
+// init.hpp chooses s1 and zp. learner.hpp learns δ1..δ4 from calibration data.
 //
 // Numerical contract
 // - round() is round half to even and W / S is an IEEE division, never a

@@ -1,9 +1,9 @@
 // Layer-wise FlexRound reconstruction learner.
 //
-// Given a weight W [C_out, C_in·K] and calibration inputs X [N, C_in·K]
-// (the input rows of a linear layer, or im2col patches of a convolution), the
-// learner adjusts the log-space scales δ1..δ4 so that the quantized layer
-// reproduces the full-precision outputs:
+// The learner takes a weight W [C_out, C_in·K] and calibration inputs
+// X [N, C_in·K]: the input rows of a linear layer, or im2col patches of a
+// convolution. It adjusts the log-space scales δ1..δ4 so that the quantized
+// layer reproduces the full-precision outputs:
 //
 //     minimise  L = ‖X·Wᵀ − X·Ŵᵀ‖²_F / (N·C_out),   Ŵ = fake_quantize(W; δ1..δ4).
 //
