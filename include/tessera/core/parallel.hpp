@@ -35,6 +35,18 @@ inline std::size_t chunk_count(std::size_t count, std::size_t chunk)
     return count == 0 ? 0 : 1 + (count - 1) / chunk;
 }
 
+// Rows per chunk for parallel loops over a row-major shape: each chunk
+// contains at least 32768 elements and there are at most max_chunks
+// chunks. Both depend only on the shape, so results never depend on the
+// thread count.
+inline std::size_t rows_per_chunk(std::size_t rows, std::size_t cols, std::size_t max_chunks = 256)
+{
+    constexpr std::size_t min_work = 32768;
+    const std::size_t by_work = std::max<std::size_t>(1, min_work / std::max<std::size_t>(cols, 1));
+    const std::size_t by_count = chunk_count(rows, max_chunks);
+    return std::max(by_work, by_count);
+}
+
 // Calls body(chunk_index, begin, end) for consecutive ranges of length
 // `chunk` (the last may be shorter) that cover [0, count). Chunks may run
 // on different threads and in any order, so body must write only to

@@ -53,6 +53,14 @@ inline void set_streaming_threshold(std::size_t bytes)
     detail::streaming_threshold_storage().store(bytes, std::memory_order_relaxed);
 }
 
+// Whether a kernel that reads and writes `traffic_bytes` in total uses
+// streaming stores for its main output. Beyond the cache size the output
+// would be evicted before anyone reads it anyway.
+inline bool streams_output(std::size_t traffic_bytes)
+{
+    return traffic_bytes >= streaming_threshold();
+}
+
 namespace simd {
 
 // Whether streaming stores are implemented for arch A; elsewhere the

@@ -101,25 +101,6 @@ inline constexpr int max_tie_window_ulp = 2 * max_exp_ulp + 1;
 
 namespace detail {
 
-// Rows per chunk for parallel loops: each chunk contains at least
-// min_work elements and there are at most max_chunks chunks. Both depend only on
-// the shape, so results never depend on the thread count.
-inline std::size_t rows_per_chunk(std::size_t rows, std::size_t cols, std::size_t max_chunks = 256)
-{
-    constexpr std::size_t min_work = 32768;
-    const std::size_t by_work = std::max<std::size_t>(1, min_work / std::max<std::size_t>(cols, 1));
-    const std::size_t by_count = chunk_count(rows, max_chunks);
-    return std::max(by_work, by_count);
-}
-
-// Whether a kernel that reads and writes `traffic_bytes` in total uses
-// streaming stores for its main output. Beyond the cache size the output
-// would be evicted before anyone reads it anyway.
-inline bool streams(std::size_t traffic_bytes)
-{
-    return traffic_bytes >= streaming_threshold();
-}
-
 // Whether an optional output was passed: only a default-constructed view
 // (null, 0 × 0) means "not requested", so a view of the wrong shape is
 // reported instead of silently skipped.
@@ -255,7 +236,7 @@ void fake_quantize_impl(matrix_view<const float> w, const flexround_scales& scal
 
     const expanded_delta4 delta4(scales, w.cols);
     // Reads W and δ2, writes Ŵ.
-    const bool stream = streams(3 * w.size() * sizeof(float));
+    const bool stream = streams_output(3 * w.size() * sizeof(float));
     parallel_for_chunks(w.rows, rows_per_chunk(w.rows, w.cols), [&](std::size_t, std::size_t begin, std::size_t end) {
         for (std::size_t r = begin; r < end; ++r) {
             const typename kernels::fake_quantize_row<Arch>::row_pointers row{
@@ -318,7 +299,7 @@ void flexround_backward(matrix_view<const float> w, const flexround_scales& scal
         return;
     }
 
-    const std::size_t chunk_rows = detail::rows_per_chunk(w.rows, w.cols, 64);
+    const std::size_t chunk_rows = rows_per_chunk(w.rows, w.cols, 64);
     const std::size_t chunks = chunk_count(w.rows, chunk_rows);
     const bool has_delta4 = !scales.delta4.empty();
     std::vector<float> row_sum_e(w.rows);
@@ -327,7 +308,7 @@ void flexround_backward(matrix_view<const float> w, const flexround_scales& scal
 
     const detail::expanded_delta4 delta4(scales, w.cols);
     // Reads W, δ2 and G, writes E.
-    const bool stream = detail::streams(4 * w.size() * sizeof(float));
+    const bool stream = streams_output(4 * w.size() * sizeof(float));
     if (!w.empty()) {
         parallel_for_chunks(w.rows, chunk_rows, [&](std::size_t chunk, std::size_t begin, std::size_t end) {
             float* chunk_columns = has_delta4 ? column_sums.data() + chunk * w.cols : nullptr;
@@ -386,7 +367,7 @@ void quantize_impl(matrix_view<const float> w, matrix_view<const float> scale, v
     }
     // Reads W (and S when it is element-wise), writes the codes.
     const std::size_t read_bytes = (scale.empty() ? 1 : 2) * w.size() * sizeof(float);
-    const bool stream = streams(read_bytes + (nibbles ? w.size() / 2 : w.size()));
+    const bool stream = streams_output(read_bytes + (nibbles ? w.size() / 2 : w.size()));
     parallel_for_chunks(w.rows, rows_per_chunk(w.rows, w.cols), [&](std::size_t, std::size_t begin, std::size_t end) {
         for (std::size_t r = begin; r < end; ++r) {
             kernels::given_scale row_scale;
@@ -410,7 +391,7 @@ void dequantize_impl(const std::uint8_t* codes, std::size_t code_stride, std::si
         return;
     }
     // Reads the codes, writes floats.
-    const bool stream = streams(rows * cols * sizeof(float) + (nibbles ? rows * cols / 2 : rows * cols));
+    const bool stream = streams_output(rows * cols * sizeof(float) + (nibbles ? rows * cols / 2 : rows * cols));
     parallel_for_chunks(rows, rows_per_chunk(rows, cols), [&](std::size_t, std::size_t begin, std::size_t end) {
         for (std::size_t r = begin; r < end; ++r) {
             kernels::dequantize_row<Arch>{}(codes + r * code_stride, cols, s1[s1.size == 1 ? 0 : r],

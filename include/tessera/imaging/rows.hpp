@@ -1,0 +1,223 @@
+// Row traversal shared by the gamma-correction passes.
+//
+// The passes cut an image into rows h (the unit of parallel work) and each
+// row into runs of contiguous samples: one run per channel for planar
+// images, and the whole row, cut into segments, for interleaved ones.
+// gamma_reader hands out the γ of each run as a constant or as one float
+// per sample; for an interleaved image with a per-pixel map it expands
+// each γ over the pixel's channels into a scratch buffer.
+#pragma once
+
+#include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "../core/stream.hpp"
+#include "image.hpp"
+#include "kernels.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace tessera::imaging {
+
+namespace detail {
+
+inline constexpr const char* forward_name = "tessera::imaging::gamma_correct";
+inline constexpr const char* backward_name = "tessera::imaging::gamma_correct_backward";
+
+template <class Expansion>
+struct is_series : std::false_type {
+};
+template <int Order>
+struct is_series<taylor_series<Order>> : std::true_type {
+};
+template <int Order>
+struct is_series<log2_exp2_series<Order>> : std::true_type {
+};
+
+inline bool valid_gamma(float gamma)
+{
+    return gamma > 0.0f && gamma < std::numeric_limits<float>::infinity();
+}
+
+inline void check_gamma_value(float gamma, const char* function, const char* name)
+{
+    if (!valid_gamma(gamma)) {
+        raise_invalid_argument(function, name, " must be positive and finite, got ", gamma);
+    }
+}
+
+// Samples per segment of an interleaved row: a multiple of the channel
+// count (so segments start at pixel boundaries) and of 16 floats (so that a
+// segment that starts aligned leaves the next one aligned too).
+inline std::size_t interleaved_segment(std::size_t channels)
+{
+    return 16 * channels * std::max<std::size_t>(1, 64 / channels);
+}
+
+// Hands out the γ of each run of samples. Planar images have one run per
+// channel and row; interleaved images one run per row, cut into segments.
+class gamma_reader {
+public:
+    gamma_reader(const gamma_map& gamma, const image_shape& shape) : gamma_(gamma), shape_(shape)
+    {
+        segment_ = shape.planar ? shape.width : interleaved_segment(shape.channels);
+        if (!shape.planar && shape.channels > 1 && gamma.kind == gamma_kind::per_channel) {
+            // Segments start at multiples of the channel count, so one pattern serves all.
+            pattern_.resize(segment_);
+            for (std::size_t i = 0; i < segment_; ++i) {
+                pattern_[i] = gamma.values[i % shape.channels];
+            }
+        }
+    }
+
+    std::size_t segment() const { return segment_; }
+
+    // Whether source() writes into the caller's buffer (of segment() floats).
+    bool needs_buffer() const
+    {
+        return !shape_.planar && shape_.channels > 1 && gamma_.kind == gamma_kind::per_pixel;
+    }
+
+    // γ of samples [begin, begin + count) of run `channel` (planar) or of
+    // row h (interleaved; channel is ignored). `begin` is a multiple of
+    // segment() for interleaved rows.
+    kernels::gamma_source source(std::size_t h, std::size_t channel, std::size_t begin, std::size_t count,
+                                 float* buffer) const
+    {
+        switch (gamma_.kind) {
+        case gamma_kind::per_image:
+            return {nullptr, gamma_.image_gamma()};
+        case gamma_kind::per_channel:
+            if (shape_.planar || shape_.channels == 1) {
+                return {nullptr, gamma_.values[shape_.planar ? channel : 0]};
+            }
+            return {pattern_.data(), 0.0f};
+        case gamma_kind::per_pixel:
+            if (shape_.planar || shape_.channels == 1) {
+                return {gamma_.map.row(h) + begin, 0.0f};
+            }
+            expand_pixels(gamma_.map.row(h) + begin / shape_.channels, count / shape_.channels, buffer);
+            return {buffer, 0.0f};
+        case gamma_kind::per_pixel_channel:
+        default:
+            if (shape_.planar) {
+                return {gamma_.planar.row(channel, h) + begin, 0.0f};
+            }
+            return {gamma_.interleaved.row(h) + begin, 0.0f};
+        }
+    }
+
+    // Raises naming the first γ of the map that is not positive and finite.
+    [[noreturn]] void raise_invalid(const char* function, const char* name) const
+    {
+        for (std::size_t c = 0; c < (gamma_.kind == gamma_kind::per_pixel_channel ? shape_.channels : 1); ++c) {
+            for (std::size_t h = 0; h < shape_.height; ++h) {
+                const std::size_t count =
+                    gamma_.kind == gamma_kind::per_pixel || shape_.planar ? shape_.width : shape_.width * shape_.channels;
+                for (std::size_t i = 0; i < count; ++i) {
+                    const float value = value_at(c, h, i);
+                    if (!valid_gamma(value)) {
+                        raise_invalid_argument(function, name, " must be positive and finite, got ", value,
+                                               " at ", position(c, h, i));
+                    }
+                }
+            }
+        }
+        raise_invalid_argument(function, name, " holds a γ that is not positive and finite");
+    }
+
+private:
+    void expand_pixels(const float* gammas, std::size_t pixels, float* buffer) const
+    {
+        const std::size_t channels = shape_.channels;
+        for (std::size_t p = 0; p < pixels; ++p) {
+            for (std::size_t c = 0; c < channels; ++c) {
+                buffer[p * channels + c] = gammas[p];
+            }
+        }
+    }
+
+    float value_at(std::size_t c, std::size_t h, std::size_t i) const
+    {
+        if (gamma_.kind == gamma_kind::per_pixel) {
+            return gamma_.map(h, i);
+        }
+        return shape_.planar ? gamma_.planar.row(c, h)[i] : gamma_.interleaved.row(h)[i];
+    }
+
+    std::string position(std::size_t c, std::size_t h, std::size_t i) const
+    {
+        if (gamma_.kind == gamma_kind::per_pixel) {
+            return tessera::detail::concat("(h, w) = (", h, ", ", i, ")");
+        }
+        if (shape_.planar) {
+            return tessera::detail::concat("(c, h, w) = (", c, ", ", h, ", ", i, ")");
+        }
+        return tessera::detail::concat("(h, w, c) = (", h, ", ", i / shape_.channels, ", ", i % shape_.channels, ")");
+    }
+
+    const gamma_map& gamma_;
+    image_shape shape_;
+    std::size_t segment_ = 0;
+    std::vector<float> pattern_;
+};
+
+// Checks the γ map's extents, and its values where they are few.
+inline void check_gamma(const gamma_map& gamma, const image_shape& shape, const char* function)
+{
+    check_gamma_shape(gamma, shape, function, "gamma");
+    if (gamma.kind == gamma_kind::per_image) {
+        check_gamma_value(gamma.image_gamma(), function, "gamma");
+    } else if (gamma.kind == gamma_kind::per_channel) {
+        for (std::size_t c = 0; c < gamma.values.size; ++c) {
+            if (!valid_gamma(gamma.values[c])) {
+                raise_invalid_argument(function, "gamma[", c, "] must be positive and finite, got ",
+                                       gamma.values[c]);
+            }
+        }
+    }
+}
+
+inline image_shape shape_of(const planar_image<const float>& image)
+{
+    return {image.channels, image.height, image.width, true};
+}
+
+template <class T>
+image_shape shape_of(const interleaved_image<T>& image)
+{
+    return {image.channels, image.height, image.width, false};
+}
+
+// Runs body(h, chunk_scratch) over the image rows in shape-fixed chunks and
+// raises through `reader` when any chunk saw an invalid γ. body returns
+// false when it read an invalid γ.
+template <class Body>
+void for_each_image_row(const image_shape& shape, const gamma_reader& reader, std::size_t scratch_floats,
+                        bool stream, const char* function, Body&& body)
+{
+    const std::size_t row_samples = shape.width * shape.channels;
+    const std::size_t chunk_rows = rows_per_chunk(shape.height, row_samples);
+    std::vector<unsigned char> chunk_valid(chunk_count(shape.height, chunk_rows), 1);
+    parallel_for_chunks(shape.height, chunk_rows, [&](std::size_t chunk, std::size_t begin, std::size_t end) {
+        std::vector<float> scratch(scratch_floats);
+        bool valid = true;
+        for (std::size_t h = begin; h < end; ++h) {
+            valid = body(h, scratch.data()) && valid;
+        }
+        if (stream) {
+            simd::stream_fence();
+        }
+        chunk_valid[chunk] = valid ? 1 : 0;
+    });
+    if (std::find(chunk_valid.begin(), chunk_valid.end(), 0) != chunk_valid.end()) {
+        reader.raise_invalid(function, "gamma");
+    }
+}
+
+} // namespace detail
+
+} // namespace tessera::imaging
