@@ -15,6 +15,7 @@ packages=(
   libeigen3-dev
   catch2
   libbenchmark-dev
+  libpng-dev
 )
 if [[ "$(basename -- "${CXX:-}")" == clang* ]]; then
   packages+=(libomp-dev)

@@ -16,6 +16,7 @@
 // rows 256–383 held out). Run with --help for the options, including how to quantize layers of
 // another .safetensors file. Exit status: 0 on success, 1 when tessera or the file reader
 // reports an error, 2 for bad usage.
+#include "command_line.hpp"
 #include "safetensors.hpp"
 
 #include <tessera/quant/flexround.hpp>
@@ -27,8 +28,6 @@
 #endif
 
 #include <algorithm>
-#include <cctype>
-#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -64,11 +63,12 @@ constexpr std::size_t default_calibration_rows = 256;
 // ---------------------------------------------------------------------------------------------
 // Command-line options
 
-// Bad usage, or a tensor that does not fit the request. main prints it and exits with status 2.
-class usage_error : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
+// This program also throws usage_error for a tensor that does not fit the request, so main
+// reports that with exit status 2 as well.
+using command_line::argument_reader;
+using command_line::parse_integer;
+using command_line::parse_non_negative_float;
+using command_line::usage_error;
 
 struct layer_request {
     std::string weight;  // tensor name of the weight
@@ -129,86 +129,6 @@ void print_help()
         "Exit status: 0 on success, 1 when tessera or the file reader reports an error,\n"
         "2 for bad usage.\n",
         program_name, default_data_file);
-}
-
-// Reads "--name value" and "--name=value" arguments in order.
-class argument_reader {
-public:
-    argument_reader(int argc, char** argv) : arguments_(argv + 1, argv + argc) {}
-
-    bool done() const { return next_ == arguments_.size(); }
-
-    // Returns the next option's name and keeps any "=value" part for value().
-    std::string next_option()
-    {
-        std::string argument = arguments_[next_++];
-        attached_value_.reset();
-        if (argument.rfind("--", 0) != 0) {
-            throw usage_error("unexpected argument '" + argument + "'; options start with --");
-        }
-        const std::size_t equals = argument.find('=');
-        if (equals != std::string::npos) {
-            attached_value_ = argument.substr(equals + 1);
-            argument.resize(equals);
-        }
-        return argument;
-    }
-
-    // Returns the value of `option`: the "=value" part, else the next argument.
-    std::string value(const std::string& option)
-    {
-        if (attached_value_) {
-            return *attached_value_;
-        }
-        if (done()) {
-            throw usage_error(option + " requires a value");
-        }
-        return arguments_[next_++];
-    }
-
-    // Rejects "--flag=value" for an option that takes no value.
-    void expect_no_value(const std::string& option) const
-    {
-        if (attached_value_) {
-            throw usage_error(option + " takes no value, got '" + *attached_value_ + "'");
-        }
-    }
-
-private:
-    std::vector<std::string> arguments_;
-    std::size_t next_ = 0;
-    std::optional<std::string> attached_value_;
-};
-
-long long parse_integer(const std::string& text, const std::string& option, long long min, long long max)
-{
-    const std::string expected = option + " expects an integer in [" + std::to_string(min) + ", " +
-                                 std::to_string(max) + "], got '" + text + "'";
-    if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text[0])) || text[0] == '-')) {
-        throw usage_error(expected);
-    }
-    errno = 0;
-    char* end = nullptr;
-    const long long value = std::strtoll(text.c_str(), &end, 10);
-    if (*end != '\0' || errno == ERANGE || value < min || value > max) {
-        throw usage_error(expected);
-    }
-    return value;
-}
-
-float parse_non_negative_float(const std::string& text, const std::string& option)
-{
-    const std::string expected = option + " expects a finite number >= 0, got '" + text + "'";
-    if (text.empty() || std::isspace(static_cast<unsigned char>(text[0]))) {
-        throw usage_error(expected);
-    }
-    errno = 0;
-    char* end = nullptr;
-    const float value = std::strtof(text.c_str(), &end);
-    if (*end != '\0' || errno == ERANGE || !std::isfinite(value) || !(value >= 0.0f)) {
-        throw usage_error(expected);
-    }
-    return value;
 }
 
 // Parses a comma-separated list of distinct bit widths in [2, 8].
