@@ -100,8 +100,11 @@ std::vector<image_layout> test_layouts()
             }
         }
     }
-    // A long interleaved row spans several segments of the per-pixel expansion.
+    // A long interleaved row spans several segments of the per-pixel expansion, and channel
+    // counts above the lane count take its scalar path.
     layouts.push_back({3, 2, 700, false, 2, 0, 3});
+    layouts.push_back({2, 2, 45, false, 1, 0, 1});
+    layouts.push_back({17, 2, 19, false, 1, 0, 2});
     return layouts;
 }
 

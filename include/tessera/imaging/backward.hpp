@@ -149,7 +149,7 @@ void backward_impl(const Image& x, const gamma_map& gamma, const Image& grad_y, 
         return;
     }
 
-    const gamma_reader reader(gamma, shape);
+    const gamma_reader<Arch> reader(gamma, shape);
     const std::size_t segment = reader.segment();
     const gamma_gradient_sink sink{grad_gamma, shape};
     std::vector<double> row_sums(checked_mul(shape.height, sum_slots, backward_name, "row sums"), 0.0);

@@ -27,9 +27,12 @@
 // - γ must be positive and finite. A per-image or per-channel γ is checked
 //   before any output is written. A per-pixel map is checked while it is
 //   read, so after such an error the output contains unspecified values.
-// - taylor_series<N>: the float kernels evaluate the nested form of
-//   reference::taylor_series and differ from it (computed in double) by at
-//   most taylor_rounding_bound(N)·Σ_n |C(γ, n)(x − 1)^n| + 2^-24·|y|.
+// - taylor_series<N>: with one γ per run (per image, or per channel of a
+//   planar image) the float kernels use Horner's rule on coefficients
+//   C(γ, n) rounded to float; with a γ per sample, the nested form
+//   1 + a_1 t (1 + a_2 t (...)). Both differ from reference::taylor_series
+//   (computed in double) by at most taylor_rounding_bound(N)·Σ_n
+//   |C(γ, n)(x − 1)^n| + 2^-24·|y|.
 //   Against x^γ its error on (0, 1] is at most taylor_series_error_bound
 //   (N, γ) (expansions.hpp), approached near x = 0 when γ < 1. For x in
 //   (1, 2) the series converges with error about |C(γ, N+1)|·(x − 1)^(N+1).
@@ -44,6 +47,8 @@
 //   overflow give +Inf.
 // - exact_pow: y = x^γ by std::pow in double precision, rounded once to
 //   float or to the integer code.
+// - lookup_table builds a gamma_lut (lut.hpp) on every call. Build one
+//   yourself to reuse it across images.
 // - Integer images: x = code / max_code (max_code = 255 or 65535), and
 //   the result is stored as round_half_even(clamp(y·max_code, 0,
 //   max_code)), a NaN y giving 0. With exact_pow and lookup_table the
@@ -94,8 +99,9 @@
 namespace tessera::imaging {
 
 // The factor of the rounding bound of taylor_series<N> against its double
-// reference: about three roundings per order (two multiply-adds and a
-// product), each relative to the magnitude of the terms they combine.
+// reference: at most three roundings per order (the nested form's two
+// multiply-adds and a product; Horner's rule needs one, plus the rounding
+// of each coefficient), each relative to the magnitude of the terms.
 constexpr double taylor_rounding_bound(int order)
 {
     return (3.0 * order + 2.0) / 16777216.0;
@@ -142,7 +148,7 @@ void forward_planar(const planar_image<const float>& in, const gamma_map& gamma,
         return;
     }
 
-    const gamma_reader reader(gamma, shape);
+    const gamma_reader<Arch> reader(gamma, shape);
     const bool stream = is_series<Expansion>::value && streams_output(2 * in.channels * in.height * in.width * sizeof(float));
     for_each_image_row(shape, reader, 0, stream, forward_name, [&](std::size_t h, float*) {
         bool valid = true;
@@ -163,7 +169,7 @@ void forward_interleaved(const interleaved_image<const float>& in, const gamma_m
         return;
     }
 
-    const gamma_reader reader(gamma, shape);
+    const gamma_reader<Arch> reader(gamma, shape);
     const std::size_t row_length = in.row_length();
     const std::size_t segment = reader.segment();
     const bool stream = is_series<Expansion>::value && streams_output(2 * in.height * row_length * sizeof(float));
@@ -191,7 +197,7 @@ void forward_codes(const interleaved_image<const Code>& in, const gamma_map& gam
         return;
     }
 
-    const gamma_reader reader(gamma, shape);
+    const gamma_reader<Arch> reader(gamma, shape);
     const std::size_t row_length = in.row_length();
     const std::size_t segment = reader.segment();
     constexpr float max_code = static_cast<float>(std::numeric_limits<Code>::max());

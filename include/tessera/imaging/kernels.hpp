@@ -23,6 +23,7 @@
 #include "../core/stream.hpp"
 #include "expansions.hpp"
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -292,6 +293,47 @@ struct expansion_lanes;
 
 template <int Order>
 struct expansion_lanes<taylor_series<Order>> {
+    // With one γ for a whole run the coefficients C(γ, n) are computed once
+    // (in double, rounded to float) and the series takes one multiply-add
+    // per order by Horner's rule in t = x − 1. Where a coefficient does not
+    // fit in a float the nested form is used instead, because Horner's rule
+    // would compute Inf·0 at x = 1.
+    struct constant_state {
+        float gamma;
+        float coefficients[Order + 1];
+        bool horner;
+    };
+
+    static constant_state prepare(float gamma)
+    {
+        constant_state state{};
+        state.gamma = gamma;
+        state.horner = true;
+        double coefficient = 1.0;
+        for (int n = 0; n <= Order; ++n) {
+            state.coefficients[n] = static_cast<float>(coefficient);
+            state.horner = state.horner && std::isfinite(state.coefficients[n]);
+            coefficient *= (static_cast<double>(gamma) - n) / (n + 1);
+        }
+        return state;
+    }
+
+    template <class A>
+    static TESSERA_ALWAYS_INLINE xsimd::batch<float, A> value(const xsimd::batch<float, A>& x,
+                                                              const constant_state& state)
+    {
+        using float_batch = xsimd::batch<float, A>;
+        if (!state.horner) {
+            return taylor_series_lanes<A, Order>(x, float_batch(state.gamma));
+        }
+        const float_batch t = x - float_batch(1.0f);
+        float_batch p(state.coefficients[Order]);
+        for (int n = Order - 1; n >= 0; --n) {
+            p = xsimd::fma(p, t, float_batch(state.coefficients[n]));
+        }
+        return apply_input_rules<A>(x, p);
+    }
+
     template <class A>
     static TESSERA_ALWAYS_INLINE xsimd::batch<float, A> value(const xsimd::batch<float, A>& x,
                                                               const xsimd::batch<float, A>& gamma)
@@ -308,6 +350,19 @@ struct expansion_lanes<taylor_series<Order>> {
 
 template <int Order>
 struct expansion_lanes<log2_exp2_series<Order>> {
+    struct constant_state {
+        float gamma;
+    };
+
+    static constant_state prepare(float gamma) { return {gamma}; }
+
+    template <class A>
+    static TESSERA_ALWAYS_INLINE xsimd::batch<float, A> value(const xsimd::batch<float, A>& x,
+                                                              const constant_state& state)
+    {
+        return log2_exp2_series_lanes<A, Order>(x, xsimd::batch<float, A>(state.gamma));
+    }
+
     template <class A>
     static TESSERA_ALWAYS_INLINE xsimd::batch<float, A> value(const xsimd::batch<float, A>& x,
                                                               const xsimd::batch<float, A>& gamma)
@@ -353,14 +408,14 @@ struct gamma_run {
         partial(x, gamma, y, 0, head, valid);
         std::size_t i = head;
         if (gamma.values == nullptr) {
-            const float_batch constant(gamma.constant);
+            const auto state = expansion_lanes<Expansion>::prepare(gamma.constant);
             if (use_stream) {
                 for (; i + lanes <= n; i += lanes) {
-                    simd::stream_store<A>(y + i, value(float_batch::load_unaligned(x + i), constant));
+                    simd::stream_store<A>(y + i, constant_value(float_batch::load_unaligned(x + i), state));
                 }
             } else {
                 for (; i + lanes <= n; i += lanes) {
-                    value(float_batch::load_unaligned(x + i), constant).store_unaligned(y + i);
+                    constant_value(float_batch::load_unaligned(x + i), state).store_unaligned(y + i);
                 }
             }
         } else {
@@ -384,6 +439,12 @@ struct gamma_run {
         return expansion_lanes<Expansion>::template value<A>(x, gamma);
     }
 
+    template <class State>
+    static TESSERA_ALWAYS_INLINE float_batch constant_value(const float_batch& x, const State& state)
+    {
+        return expansion_lanes<Expansion>::template value<A>(x, state);
+    }
+
     // Samples [i, i + count) with count < lanes, through padded buffers. The
     // padding lanes hold x = 1 and γ = 1, which are valid.
     static void partial(const float* x, gamma_source gamma, float* y, std::size_t i, std::size_t count,
@@ -400,13 +461,17 @@ struct gamma_run {
             gamma_buffer[lane] = 1.0f;
         }
         std::memcpy(x_buffer, x + i, count * sizeof(float));
-        float_batch g(gamma.constant);
-        if (gamma.values != nullptr) {
+        if (gamma.values == nullptr) {
+            // The same evaluation as the whole batches, so a sample's result does not depend on
+            // where it sits in the run.
+            const auto state = expansion_lanes<Expansion>::prepare(gamma.constant);
+            constant_value(float_batch::load_aligned(x_buffer), state).store_aligned(y_buffer);
+        } else {
             std::memcpy(gamma_buffer, gamma.values + i, count * sizeof(float));
-            g = float_batch::load_aligned(gamma_buffer);
+            const float_batch g = float_batch::load_aligned(gamma_buffer);
             valid = valid & valid_gamma<A>(g);
+            value(float_batch::load_aligned(x_buffer), g).store_aligned(y_buffer);
         }
-        value(float_batch::load_aligned(x_buffer), g).store_aligned(y_buffer);
         std::memcpy(y + i, y_buffer, count * sizeof(float));
     }
 };
@@ -499,82 +564,167 @@ struct codes_from_float_run {
     }
 };
 
-// Widening loads and narrowing stores of the codes of a lookup, for the
-// archs that have a gather instruction (AVX2 and AVX-512).
-template <class A, class Code>
-TESSERA_ALWAYS_INLINE xsimd::batch<std::int32_t, A> load_codes(const Code* p)
-{
-    if constexpr (sizeof(Code) == 1) {
-        return simd::load_bytes_i32<A>(p, false);
-    } else if constexpr (XSIMD_WITH_AVX512F && std::is_base_of_v<xsimd::avx512f, A>) {
-        return _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    } else {
-        return _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    }
-}
+// Repeats each of `pixels` γ values over the channels of its pixel:
+// out[p·C + c] = gamma[p]. With AVX2 or AVX-512 and C ≤ N lanes, one load
+// of N γ values and C variable permutes fill C batches, since lane l of
+// batch b takes γ number (b·N + l)/C. Elsewhere a scalar loop does it.
+template <class A>
+struct expand_pixels_run {
+    using float_batch = xsimd::batch<float, A>;
+    static constexpr std::size_t lanes = float_batch::size;
 
-// Stores the low byte or the low 16 bits of each lane; lanes hold values that fit.
-template <class A, class Code>
-TESSERA_ALWAYS_INLINE void store_codes(const xsimd::batch<std::int32_t, A>& v, Code* p)
-{
-    if constexpr (sizeof(Code) == 1) {
-        simd::store_bytes_i32<A>(v, p);
-    } else if constexpr (XSIMD_WITH_AVX512F && std::is_base_of_v<xsimd::avx512f, A>) {
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(v));
-    } else {
-        // packus works within 128-bit halves: [a0..a3 b0..b3 a4..a7 b4..b7] with b = a; keep
-        // 64-bit blocks 0 and 2.
-        const __m256i packed = _mm256_packus_epi32(v, v);
-        const __m256i ordered = _mm256_permute4x64_epi64(packed, 0x08);
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(ordered));
-    }
-}
-
-// Lookup of interleaved integer samples for a run that starts at channel 0:
-//   out[i] = table[in[i]·channels + (i mod channels)].
-// The table stores the codes as int32 so that one gather reads a batch.
-template <class A, class Code>
-struct lookup_run {
-    using int_batch = xsimd::batch<std::int32_t, A>;
-    static constexpr std::size_t lanes = int_batch::size;
-
-    void operator()(const Code* in, Code* out, std::size_t n, const std::int32_t* table, std::size_t channels) const
+    void operator()(const float* gamma, std::size_t pixels, std::size_t channels, float* out) const
     {
-        std::size_t i = 0;
-        if constexpr (has_gather()) {
-            // Lane l of the batch that starts at sample i is in channel (i + l) mod C.
-            alignas(A::alignment()) std::int32_t first_channels[lanes];
-            for (std::size_t lane = 0; lane < lanes; ++lane) {
-                first_channels[lane] = static_cast<std::int32_t>(lane % channels);
+        std::size_t p = 0;
+#if defined(__AVX2__)
+        if constexpr (has_permute()) {
+            if (channels <= lanes) {
+                p = expand_vector(gamma, pixels, channels, out);
             }
-            int_batch channel = int_batch::load_aligned(first_channels);
-            const int_batch advance(static_cast<std::int32_t>(lanes % channels));
-            const int_batch channel_count(static_cast<std::int32_t>(channels));
+        }
+#endif
+        for (; p < pixels; ++p) {
+            for (std::size_t c = 0; c < channels; ++c) {
+                out[p * channels + c] = gamma[p];
+            }
+        }
+    }
 
-            for (; i + lanes <= n; i += lanes) {
-                const int_batch index = load_codes<A, Code>(in + i) * channel_count + channel;
-                store_codes<A, Code>(int_batch::gather(table, index), out + i);
-                channel = channel + advance;
-                channel = xsimd::select(channel >= channel_count, channel - channel_count, channel);
+    static constexpr bool has_permute()
+    {
+        return (XSIMD_WITH_AVX2 && std::is_base_of_v<xsimd::avx2, A>) ||
+               (XSIMD_WITH_AVX512F && std::is_base_of_v<xsimd::avx512f, A>);
+    }
+
+#if defined(__AVX2__)
+    // Expands whole groups of N pixels and returns how many pixels it did.
+    static std::size_t expand_vector(const float* gamma, std::size_t pixels, std::size_t channels, float* out)
+    {
+        using int_batch = xsimd::batch<std::int32_t, A>;
+        alignas(A::alignment()) std::int32_t indices[lanes * lanes];
+        for (std::size_t b = 0; b < channels; ++b) {
+            for (std::size_t lane = 0; lane < lanes; ++lane) {
+                indices[b * lanes + lane] = static_cast<std::int32_t>((b * lanes + lane) / channels);
             }
         }
 
-        std::size_t c = i % channels;
-        for (; i < n; ++i) {
-            out[i] = static_cast<Code>(table[static_cast<std::size_t>(in[i]) * channels + c]);
+        std::size_t p = 0;
+        for (; p + lanes <= pixels; p += lanes) {
+            const float_batch values = float_batch::load_unaligned(gamma + p);
+            float* group = out + p * channels;
+            for (std::size_t b = 0; b < channels; ++b) {
+                permute(values, int_batch::load_aligned(indices + b * lanes)).store_unaligned(group + b * lanes);
+            }
+        }
+        return p;
+    }
+
+    static TESSERA_ALWAYS_INLINE float_batch permute(const float_batch& values,
+                                                     const xsimd::batch<std::int32_t, A>& index)
+    {
+        if constexpr (XSIMD_WITH_AVX512F && std::is_base_of_v<xsimd::avx512f, A>) {
+            return _mm512_permutexvar_ps(index, values);
+        } else {
+            return _mm256_permutevar8x32_ps(values, index);
+        }
+    }
+#endif
+};
+
+// Table lookup of interleaved integer samples for a run that starts at
+// channel 0: out[i] = table[(i mod C)·codes + in[i]] with one table of
+// `codes` entries per channel, or table[in[i]] when table_channels is 1.
+//
+// With AVX-512 VBMI and 8-bit codes a 256-entry table sits in four zmm
+// registers, and two two-table byte permutes plus a blend on the top bit
+// look up 64 codes at once. Up to four per-channel tables fit in registers
+// at once; each lane then takes the result of its channel's table. Other
+// archs and wider codes use a scalar loop, which on x86 beats the gather
+// instruction for tables that are read at random.
+template <class A, class Code>
+struct lookup_run {
+    void operator()(const Code* in, Code* out, std::size_t n, const Code* table, std::size_t table_channels,
+                    std::size_t channels) const
+    {
+        std::size_t i = 0;
+#if defined(__AVX512VBMI__) && defined(__AVX512BW__)
+        if constexpr (sizeof(Code) == 1 && XSIMD_WITH_AVX512BW && std::is_base_of_v<xsimd::avx512bw, A>) {
+            if (table_channels == 1) {
+                i = lookup_bytes<1>(in, out, n, table, 1);
+            } else if (channels <= max_register_tables) {
+                i = lookup_bytes<max_register_tables>(in, out, n, table, channels);
+            }
+        }
+#endif
+        lookup_scalar(in + i, out + i, n - i, table, table_channels, channels, i % channels);
+    }
+
+    static constexpr std::size_t codes = std::size_t{std::numeric_limits<Code>::max()} + 1;
+    static constexpr std::size_t max_register_tables = 4;
+
+    static void lookup_scalar(const Code* in, Code* out, std::size_t n, const Code* table, std::size_t table_channels,
+                              std::size_t channels, std::size_t first_channel)
+    {
+        if (table_channels == 1) {
+            for (std::size_t i = 0; i < n; ++i) {
+                out[i] = table[in[i]];
+            }
+            return;
+        }
+        std::size_t c = first_channel;
+        for (std::size_t i = 0; i < n; ++i) {
+            out[i] = table[c * codes + in[i]];
             c = c + 1 == channels ? 0 : c + 1;
         }
     }
 
-    static constexpr bool has_gather()
+#if defined(__AVX512VBMI__) && defined(__AVX512BW__)
+    // Looks up whole blocks of 64 codes and returns how many samples it did.
+    // Tables beyond `channels` are loaded but never selected.
+    template <std::size_t Tables>
+    static std::size_t lookup_bytes(const Code* in, Code* out, std::size_t n, const Code* table, std::size_t channels)
     {
-#if defined(__AVX2__)
-        return (XSIMD_WITH_AVX2 && std::is_base_of_v<xsimd::avx2, A>) ||
-               (XSIMD_WITH_AVX512F && std::is_base_of_v<xsimd::avx512f, A>);
-#else
-        return false;
-#endif
+        __m512i quarters[Tables][4];
+        for (std::size_t c = 0; c < Tables; ++c) {
+            const Code* channel_table = table + (c < channels ? c : 0) * codes;
+            for (std::size_t q = 0; q < 4; ++q) {
+                quarters[c][q] = _mm512_loadu_si512(channel_table + 64 * q);
+            }
+        }
+
+        // lane_masks[phase][c]: the lanes of a block that starts at channel `phase` which belong
+        // to channel c. A block of 64 starts at channel (previous + 64) mod C.
+        __mmask64 lane_masks[Tables][Tables] = {};
+        for (std::size_t phase = 0; phase < channels; ++phase) {
+            for (std::size_t lane = 0; lane < 64; ++lane) {
+                lane_masks[phase][(phase + lane) % channels] |= __mmask64{1} << lane;
+            }
+        }
+
+        std::size_t phase = 0;
+        std::size_t i = 0;
+        for (; i + 64 <= n; i += 64) {
+            const __m512i codes_block = _mm512_loadu_si512(in + i);
+            // Codes 128..255 have the top bit set: they take the upper half of the table.
+            const __mmask64 upper = _mm512_movepi8_mask(codes_block);
+            __m512i result = lookup_256(quarters[0], codes_block, upper);
+            for (std::size_t c = 1; c < Tables && c < channels; ++c) {
+                result = _mm512_mask_blend_epi8(lane_masks[phase][c], result, lookup_256(quarters[c], codes_block, upper));
+            }
+            _mm512_storeu_si512(out + i, result);
+            phase = (phase + 64) % channels;
+        }
+        return i;
     }
+
+    static TESSERA_ALWAYS_INLINE __m512i lookup_256(const __m512i* quarters, __m512i codes_block, __mmask64 upper)
+    {
+        // permutex2var_epi8 reads the low 7 bits of each index across two 64-entry tables.
+        const __m512i lower_half = _mm512_permutex2var_epi8(quarters[0], codes_block, quarters[1]);
+        const __m512i upper_half = _mm512_permutex2var_epi8(quarters[2], codes_block, quarters[3]);
+        return _mm512_mask_blend_epi8(upper, lower_half, upper_half);
+    }
+#endif
 };
 
 } // namespace tessera::imaging::kernels

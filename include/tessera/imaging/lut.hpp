@@ -9,9 +9,8 @@
 //
 // Cost: building a table takes channels × 256 (8-bit) or channels × 65536
 // (16-bit) calls of std::pow; with one γ for the image the table has one
-// channel. Build it once and apply it to many images. Entries are stored as
-// int32 so that AVX2 and AVX-512 read a whole batch with one gather; a
-// 16-bit table with three channels takes 768 KiB.
+// channel. Build it once and apply it to many images. A 16-bit table takes
+// 128 KiB per channel.
 #pragma once
 
 #include "../core/arch.hpp"
@@ -61,19 +60,13 @@ public:
 
         // One γ for all channels needs one table, indexed by the code alone.
         table_channels_ = gammas.size;
-        // Indices code·channels + c are computed in int32 lanes.
-        const std::size_t entries = checked_mul(codes, table_channels_, function, "table size");
-        if (entries > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
-            raise_invalid_argument(function, "the table of ", table_channels_, " channels of ", codes,
-                                   " entries exceeds 2^31 entries");
-        }
-        table_.resize(entries);
+        // One table of `codes` entries per channel, one after the other.
+        table_.resize(checked_mul(codes, table_channels_, function, "table size"));
         const std::size_t table_channels = table_channels_;
         parallel_for_chunks(codes, 4096, [&](std::size_t, std::size_t begin, std::size_t end) {
-            for (std::size_t code = begin; code < end; ++code) {
-                for (std::size_t c = 0; c < table_channels; ++c) {
-                    table_[code * table_channels + c] =
-                        reference::exact_pow_code<Code>(static_cast<Code>(code), gammas[c]);
+            for (std::size_t c = 0; c < table_channels; ++c) {
+                for (std::size_t code = begin; code < end; ++code) {
+                    table_[c * codes + code] = reference::exact_pow_code<Code>(static_cast<Code>(code), gammas[c]);
                 }
             }
         });
@@ -85,7 +78,7 @@ public:
     Code lookup(Code code, std::size_t channel) const
     {
         const std::size_t c = table_channels_ == 1 ? 0 : channel;
-        return static_cast<Code>(table_[std::size_t{code} * table_channels_ + c]);
+        return table_[c * codes + code];
     }
 
     // out = table(in). in and out may be the same image.
@@ -105,18 +98,19 @@ public:
 
         const std::size_t row_length = in.row_length();
         const std::size_t table_channels = table_channels_;
-        const std::int32_t* table = table_.data();
+        const std::size_t channels = image_channels_;
+        const Code* table = table_.data();
         parallel_for_chunks(in.height, rows_per_chunk(in.height, row_length),
                             [&](std::size_t, std::size_t begin, std::size_t end) {
                                 for (std::size_t h = begin; h < end; ++h) {
                                     kernels::lookup_run<Arch, Code>{}(in.row(h), out.row(h), row_length, table,
-                                                                      table_channels);
+                                                                      table_channels, channels);
                                 }
                             });
     }
 
 private:
-    std::vector<std::int32_t> table_;
+    std::vector<Code> table_;
     std::size_t table_channels_ = 1;
     std::size_t image_channels_ = 1;
 };

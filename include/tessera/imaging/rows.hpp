@@ -59,6 +59,7 @@ inline std::size_t interleaved_segment(std::size_t channels)
 
 // Hands out the γ of each run of samples. Planar images have one run per
 // channel and row; interleaved images one run per row, cut into segments.
+template <class Arch>
 class gamma_reader {
 public:
     gamma_reader(const gamma_map& gamma, const image_shape& shape) : gamma_(gamma), shape_(shape)
@@ -132,12 +133,7 @@ public:
 private:
     void expand_pixels(const float* gammas, std::size_t pixels, float* buffer) const
     {
-        const std::size_t channels = shape_.channels;
-        for (std::size_t p = 0; p < pixels; ++p) {
-            for (std::size_t c = 0; c < channels; ++c) {
-                buffer[p * channels + c] = gammas[p];
-            }
-        }
+        kernels::expand_pixels_run<Arch>{}(gammas, pixels, shape_.channels, buffer);
     }
 
     float value_at(std::size_t c, std::size_t h, std::size_t i) const
@@ -195,8 +191,8 @@ image_shape shape_of(const interleaved_image<T>& image)
 // Runs body(h, chunk_scratch) over the image rows in shape-fixed chunks and
 // raises through `reader` when any chunk saw an invalid γ. body returns
 // false when it read an invalid γ.
-template <class Body>
-void for_each_image_row(const image_shape& shape, const gamma_reader& reader, std::size_t scratch_floats,
+template <class Reader, class Body>
+void for_each_image_row(const image_shape& shape, const Reader& reader, std::size_t scratch_floats,
                         bool stream, const char* function, Body&& body)
 {
     const std::size_t row_samples = shape.width * shape.channels;
