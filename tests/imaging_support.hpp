@@ -207,12 +207,20 @@ inline double taylor_tolerance(double x, double gamma, int order, double referen
            std::ldexp(std::fabs(reference), -24) + std::numeric_limits<float>::denorm_min();
 }
 
-// The bound of gamma.hpp on |log2_exp2_series float − double reference|.
-inline double log2_exp2_tolerance(double x, double gamma, double reference)
+// The bound of gamma.hpp on |log2_exp2_series float − double reference|, with its exception
+// for z = γ·log2 x next to a half-integer, where float and double may pick neighbouring k.
+inline double log2_exp2_tolerance(double x, double gamma, double reference, int order)
 {
-    const double z = x > 0.0 && x < std::numeric_limits<double>::infinity() ? gamma * std::log2(x) : 0.0;
-    return std::ldexp(8.0 + 2.0 * std::fabs(z), -24) * std::fabs(reference) +
-           std::numeric_limits<float>::denorm_min();
+    // z as the reference computes it, from the truncated series of log2 m.
+    const bool finite = x > 0.0 && x < std::numeric_limits<double>::infinity();
+    const double z = finite ? gamma * imaging::reference::split_log2(x, order).log2_x : 0.0;
+    const double rounding = std::ldexp(8.0 + 2.0 * std::fabs(z), -24);
+    double tolerance = rounding * std::fabs(reference) + std::numeric_limits<float>::denorm_min();
+    const double distance_to_half = std::fabs(std::fabs(z - std::nearbyint(z)) - 0.5);
+    if (distance_to_half <= rounding) {
+        tolerance += 2.0 * imaging::log2_exp2_fraction_error(order) * std::fabs(reference);
+    }
+    return tolerance;
 }
 
 // Inputs x that exercise the special cases and the split into exponent and mantissa.

@@ -50,8 +50,16 @@ struct gradient_traits<log2_exp2_series<Order>> {
     static double value(double x, double gamma) { return reference::log2_exp2_series(x, gamma, Order); }
     static double tolerance(double x, double gamma, double gradient)
     {
-        const double z = x > 0.0 && x < std::numeric_limits<double>::infinity() ? std::fabs(gamma * std::log2(x)) : 0.0;
-        return std::ldexp(32.0 + 4.0 * z, -24) * std::fabs(gradient) + 1e-35;
+        const bool finite = x > 0.0 && x < std::numeric_limits<double>::infinity();
+        const double z = finite ? std::fabs(gamma * reference::split_log2(x, Order).log2_x) : 0.0;
+        const double rounding = std::ldexp(32.0 + 4.0 * z, -24);
+        double tolerance = rounding * std::fabs(gradient) + 1e-35;
+        // Next to a half-integer z, float and double may pick neighbouring k, and the derivative
+        // of the series of 2^f is one degree shorter.
+        if (std::fabs(std::fabs(z - std::nearbyint(z)) - 0.5) <= rounding) {
+            tolerance += 2.0 * imaging::log2_exp2_fraction_error(Order - 1) * std::fabs(gradient);
+        }
+        return tolerance;
     }
 };
 

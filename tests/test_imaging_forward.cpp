@@ -38,7 +38,10 @@ template <int Order>
 struct expansion_traits<log2_exp2_series<Order>> {
     static std::string name() { return "log2_exp2_series<" + std::to_string(Order) + ">"; }
     static double reference(double x, double gamma) { return reference::log2_exp2_series(x, gamma, Order); }
-    static double tolerance(double x, double gamma, double ref) { return test::log2_exp2_tolerance(x, gamma, ref); }
+    static double tolerance(double x, double gamma, double ref)
+    {
+        return test::log2_exp2_tolerance(x, gamma, ref, Order);
+    }
 };
 
 template <>
@@ -105,6 +108,7 @@ std::vector<image_layout> test_layouts()
     layouts.push_back({3, 2, 700, false, 2, 0, 3});
     layouts.push_back({2, 2, 45, false, 1, 0, 1});
     layouts.push_back({17, 2, 19, false, 1, 0, 2});
+    layouts.push_back({1100, 1, 3, false, 5, 0, 1});
     return layouts;
 }
 

@@ -136,6 +136,15 @@ constexpr double taylor_series_error_bound(int order, double gamma)
     return bound;
 }
 
+// The bound on the relative error of the truncated series of 2^f for
+// |f| ≤ ½: (ln 2 / 2)^(N+1) / (N+1)! · e^(ln 2 / 2), the Taylor remainder
+// of e^u with |u| ≤ ln 2 / 2.
+constexpr double log2_exp2_fraction_error(int order)
+{
+    const double u = detail::ln2 / 2.0;
+    return detail::power(u, order + 1) / detail::factorial(order + 1) * detail::sqrt2;
+}
+
 // The bound on |log2_exp2_series<N>(x, γ) − x^γ| for x in (0, 1] and
 // γ ≤ gamma_max, including the float rounding allowance of the kernels.
 constexpr double log2_exp2_error_bound(int order, double gamma_max)
@@ -156,11 +165,8 @@ constexpr double log2_exp2_error_bound(int order, double gamma_max)
     const double a = gamma_max * detail::ln2 * log2_remainder;
     const double log_part = a < 1.0 ? a / (1.0 - a) : 1.0;
 
-    // e^u with |u| ≤ ln2 / 2: the Taylor remainder after degree N is at most
-    // |u|^(N+1) / (N+1)! · e^|u|, relative to 2^f, and 2^k ≤ 2^(1/2) when y ≤ 1.
-    const double u = detail::ln2 / 2.0;
-    const double exp_part =
-        detail::power(u, order + 1) / detail::factorial(order + 1) * detail::sqrt2 * detail::sqrt2;
+    // The remainder of 2^f is absolute, and 2^k ≤ 2^(1/2) when y ≤ 1.
+    const double exp_part = log2_exp2_fraction_error(order) * detail::sqrt2;
 
     return log_part + exp_part + detail::log2_exp2_rounding_allowance;
 }

@@ -39,8 +39,11 @@
 //   For x ≥ 2 it diverges and returns the value of the polynomial.
 // - log2_exp2_series<N>: the float kernels differ from the double
 //   reference::log2_exp2_series by at most 2^-24·(8 + 2|γ·log2 x|)·|y| +
-//   2^-149, and from x^γ on (0, 1] by at most log2_exp2_error_bound(N,
-//   γ_max). For x > 1 the result is x^γ·(1 + ε) with |ε| at most that
+//   2^-149. The exception is a z = γ·log2 x within that rounding of a
+//   half-integer: float and double may then round z to neighbouring k,
+//   and the results differ by up to twice the truncation error of 2^f,
+//   2·log2_exp2_fraction_error(N)·|y|. Against x^γ on (0, 1] the error is
+//   at most log2_exp2_error_bound(N, γ_max) either way. For x > 1 the result is x^γ·(1 + ε) with |ε| at most that
 //   bound plus 2^-23·|γ·log2 x|, because splitting x into exponent and
 //   mantissa works the same in every binade.
 //   Results that underflow round to a subnormal or 0, results that

@@ -50,11 +50,16 @@ inline void check_gamma_value(float gamma, const char* function, const char* nam
 }
 
 // Samples per segment of an interleaved row: a multiple of the channel
-// count (so segments start at pixel boundaries) and of 16 floats (so that a
-// segment that starts aligned leaves the next one aligned too).
+// count, so segments start at pixel boundaries, and about 1024 samples, so
+// the scratch buffers stay in L1. Up to 64 channels it is also a multiple of
+// 16 floats, so a segment that starts aligned leaves the next one aligned.
+// Pixels of more than 1024 channels get a segment each.
 inline std::size_t interleaved_segment(std::size_t channels)
 {
-    return 16 * channels * std::max<std::size_t>(1, 64 / channels);
+    if (channels <= 64) {
+        return 16 * channels * (64 / channels);
+    }
+    return channels * std::max<std::size_t>(1, 1024 / channels);
 }
 
 // Hands out the γ of each run of samples. Planar images have one run per
