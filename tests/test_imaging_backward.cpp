@@ -354,3 +354,88 @@ TEST_CASE("gamma backward independent of threads", "[imaging][backward][threads]
         CHECK(test::same_bits(one[c], two[c]));
     }
 }
+
+TEST_CASE("per-pixel gradient same in both layouts", "[imaging][backward][contract]")
+{
+    // The same samples in planar and interleaved order give bit-identical per-pixel sums.
+    const std::size_t channels = 3;
+    const std::size_t height = 4;
+    const std::size_t width = 37;
+    std::mt19937 rng(31);
+    std::vector<float> planar_x(channels * height * width);
+    std::vector<float> planar_grad_y(planar_x.size());
+    std::vector<float> interleaved_x(planar_x.size());
+    std::vector<float> interleaved_grad_y(planar_x.size());
+    for (std::size_t c = 0; c < channels; ++c) {
+        for (std::size_t p = 0; p < height * width; ++p) {
+            const float x = test::uniform(rng, 0.0f, 1.0f);
+            const float upstream = test::uniform(rng, -1.0f, 1.0f);
+            planar_x[c * height * width + p] = x;
+            planar_grad_y[c * height * width + p] = upstream;
+            interleaved_x[p * channels + c] = x;
+            interleaved_grad_y[p * channels + c] = upstream;
+        }
+    }
+    std::vector<float> map(height * width);
+    for (float& gamma : map) {
+        gamma = test::uniform(rng, 0.2f, 5.0f);
+    }
+    const gamma_map gamma = gamma_map::per_pixel({map.data(), height, width});
+    std::vector<float> grad_x(planar_x.size());
+    std::vector<float> planar_sums(map.size());
+    std::vector<float> interleaved_sums(map.size());
+    gamma_correct_backward(taylor_series<6>{}, planar_image<const float>(planar_x.data(), channels, height, width), gamma,
+                           planar_image<const float>(planar_grad_y.data(), channels, height, width),
+                           planar_image<float>(grad_x.data(), channels, height, width),
+                           gamma_gradient::per_pixel({planar_sums.data(), height, width}));
+    gamma_correct_backward(taylor_series<6>{},
+                           interleaved_image<const float>(interleaved_x.data(), height, width, channels), gamma,
+                           interleaved_image<const float>(interleaved_grad_y.data(), height, width, channels),
+                           interleaved_image<float>(grad_x.data(), height, width, channels),
+                           gamma_gradient::per_pixel({interleaved_sums.data(), height, width}));
+    for (std::size_t p = 0; p < map.size(); ++p) {
+        INFO("pixel " << p);
+        CHECK(test::same_bits(planar_sums[p], interleaved_sums[p]));
+    }
+}
+
+TEST_CASE("gamma in place", "[imaging][forward][backward][contract]")
+{
+    // out may be in, and grad_x may be grad_y.
+    std::vector<float> x = {0.1f, 0.5f, 0.9f, 1.0f, 0.0f, 0.25f, 0.75f};
+    const std::vector<float> original = x;
+    std::vector<float> separate(x.size());
+    const planar_image<const float> x_view(original.data(), 1, 1, x.size());
+    gamma_correct(taylor_series<8>{}, x_view, gamma_map::per_image(0.7f),
+                  planar_image<float>(separate.data(), 1, 1, x.size()));
+    gamma_correct(taylor_series<8>{}, planar_image<const float>(x.data(), 1, 1, x.size()), gamma_map::per_image(0.7f),
+                  planar_image<float>(x.data(), 1, 1, x.size()));
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        CHECK(test::same_bits(x[i], separate[i]));
+    }
+
+    std::vector<float> grad(x.size(), 0.5f);
+    std::vector<float> grad_separate(x.size());
+    float sum = 0.0f;
+    gamma_correct_backward(log2_exp2_series<6>{}, x_view, gamma_map::per_image(0.7f),
+                           planar_image<const float>(grad.data(), 1, 1, x.size()),
+                           planar_image<float>(grad_separate.data(), 1, 1, x.size()), gamma_gradient::per_image(sum));
+    gamma_correct_backward(log2_exp2_series<6>{}, x_view, gamma_map::per_image(0.7f),
+                           planar_image<const float>(grad.data(), 1, 1, x.size()),
+                           planar_image<float>(grad.data(), 1, 1, x.size()), gamma_gradient::per_image(sum));
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        CHECK(test::same_bits(grad[i], grad_separate[i]));
+    }
+}
+
+TEST_CASE("reference series at one", "[imaging][contract]")
+{
+    // x = 1 gives 1 for every γ, also where the coefficients overflow double.
+    CHECK(reference::taylor_series(1.0, 1e30, 16) == 1.0);
+    CHECK(reference::taylor_series(1.0, 0.3, 4) == 1.0);
+    std::vector<float> one = {1.0f};
+    std::vector<float> y(1);
+    gamma_correct(taylor_series<16>{}, planar_image<const float>(one.data(), 1, 1, 1), gamma_map::per_image(1e30f),
+                  planar_image<float>(y.data(), 1, 1, 1));
+    CHECK(y[0] == 1.0f);
+}

@@ -27,10 +27,11 @@ TEST_CASE("invalid image gamma raises", "[imaging][errors]")
     std::vector<float> y(12, -1.0f);
     const planar_image<const float> in(x.data(), 3, 2, 2);
     const planar_image<float> out(y.data(), 3, 2, 2);
-    for (float gamma : {0.0f, -0.0f, -1.0f, nan_value, inf_value, -inf_value}) {
+    const float subnormal = std::numeric_limits<float>::min() / 2;
+    for (float gamma : {0.0f, -0.0f, -1.0f, nan_value, inf_value, -inf_value, subnormal}) {
         INFO("gamma = " << gamma);
         CHECK_THROWS_WITH(gamma_correct(taylor_series<4>{}, in, gamma_map::per_image(gamma), out),
-                          ContainsSubstring("tessera::imaging::gamma_correct") && ContainsSubstring("gamma must be positive and finite"));
+                          ContainsSubstring("tessera::imaging::gamma_correct") && ContainsSubstring("gamma must be positive, finite and not subnormal"));
         CHECK_THROWS_AS(gamma_correct(exact_pow{}, in, gamma_map::per_image(gamma), out), tessera::invalid_argument);
     }
     // Nothing was written.
@@ -56,7 +57,7 @@ TEST_CASE("invalid gamma map raises with position", "[imaging][errors]")
     const interleaved_image<float> out(y.data(), 2, 40, 3);
     const gamma_map gamma = gamma_map::per_pixel({map.data(), 2, 40});
     CHECK_THROWS_WITH(gamma_correct(taylor_series<8>{}, in, gamma, out),
-                      ContainsSubstring("gamma must be positive and finite, got nan") && ContainsSubstring("(h, w) = (1, 37)"));
+                      ContainsSubstring("gamma must be positive, finite and not subnormal, got nan") && ContainsSubstring("(h, w) = (1, 37)"));
     CHECK_THROWS_WITH(gamma_correct(exact_pow{}, in, gamma, out), ContainsSubstring("(h, w) = (1, 37)"));
 
     std::vector<float> grad_x(x.size());
@@ -64,6 +65,13 @@ TEST_CASE("invalid gamma map raises with position", "[imaging][errors]")
     CHECK_THROWS_WITH(gamma_correct_backward(log2_exp2_series<5>{}, in, gamma, in, interleaved_image<float>(grad_x.data(), 2, 40, 3),
                                              gamma_gradient::per_pixel({grad_map.data(), 2, 40})),
                       ContainsSubstring("tessera::imaging::gamma_correct_backward") && ContainsSubstring("(h, w) = (1, 37)"));
+
+    // A subnormal γ in a map is rejected as well.
+    std::vector<float> tiny_map = map;
+    tiny_map[40 + 37] = 1.5f;
+    tiny_map[3] = std::numeric_limits<float>::min() / 4;
+    CHECK_THROWS_WITH(gamma_correct(log2_exp2_series<6>{}, in, gamma_map::per_pixel({tiny_map.data(), 2, 40}), out),
+                      ContainsSubstring("(h, w) = (0, 3)"));
 
     // A per-sample map in the tail of a row and a zero γ.
     std::vector<float> samples(x.size(), 0.7f);
@@ -128,9 +136,14 @@ TEST_CASE("lookup table argument errors", "[imaging][errors]")
     const std::vector<float> gammas = {1.0f, 2.0f};
     CHECK_THROWS_WITH(gamma_lut<std::uint8_t>({gammas.data(), 2}, 3), ContainsSubstring("gammas must have size 1 or channels (3), got 2"));
     CHECK_THROWS_WITH(gamma_lut<std::uint8_t>({gammas.data(), 1}, 0), ContainsSubstring("channels must be positive"));
+    const std::vector<float> subnormal_gamma = {std::numeric_limits<float>::denorm_min()};
+    CHECK_THROWS_AS(gamma_lut<std::uint8_t>({subnormal_gamma.data(), 1}, 1), tessera::invalid_argument);
     const std::vector<float> bad = {nan_value};
-    CHECK_THROWS_WITH(gamma_lut<std::uint16_t>({bad.data(), 1}, 1), ContainsSubstring("gammas[0] must be positive and finite"));
+    CHECK_THROWS_WITH(gamma_lut<std::uint16_t>({bad.data(), 1}, 1), ContainsSubstring("gammas[0] must be positive, finite and not subnormal"));
     const gamma_lut<std::uint8_t> table({gammas.data(), 1}, 2);
+    // An empty image is not an error, whatever its channel count, and builds no table.
+    gamma_correct(lookup_table{}, interleaved_image<const std::uint8_t>(nullptr, 0, 4, 0), gamma_map::per_image(0.5f),
+                  interleaved_image<std::uint8_t>(nullptr, 0, 4, 0));
     CHECK_THROWS_WITH(table.apply(in, interleaved_image<std::uint8_t>(out.data(), 2, 4, 3)),
                       ContainsSubstring("in.channels (3) must equal the table's channels (2)"));
     for (std::uint8_t value : out) {

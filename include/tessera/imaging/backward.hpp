@@ -9,7 +9,7 @@
 //     per_pixel           a [H, W] map, the sum over the pixel's channels;
 //     per_pixel_channel   one value per sample, laid out like x.
 // These are the exact derivatives of the polynomial the forward pass
-// evaluates, not of x^γ, so a network trained with the approximation sees
+// evaluates, not of x^γ, so a network trained with the approximation gets
 // the gradients of what it computes. For log2_exp2_series the integer k
 // of z = k + f is held fixed, since it is piecewise constant.
 //
@@ -18,7 +18,9 @@
 // reference::taylor_series_gradients and reference::log2_exp2_series_gradients
 // (double) by float rounding. Per-image and per-channel sums are accumulated
 // in double per image row and then over rows in order, and per-pixel sums
-// add the channels in order, so no sum depends on the thread count.
+// add the channels in order in float, so no sum depends on the thread count
+// or the layout. grad_x may be the same view as grad_y; no other output may
+// overlap an input.
 // A per-pixel γ map is validated as it is read, so after an error the
 // outputs hold unspecified values.
 #pragma once
@@ -103,12 +105,13 @@ struct gamma_gradient_sink {
                 }
             } else {
                 const std::size_t channels = shape.channels;
+                // The same float additions in the same order as for planar images.
                 for (std::size_t p = 0; p < count / channels; ++p) {
-                    double sum = 0.0;
-                    for (std::size_t c = 0; c < channels; ++c) {
+                    float sum = samples[p * channels];
+                    for (std::size_t c = 1; c < channels; ++c) {
                         sum += samples[p * channels + c];
                     }
-                    map_row[begin / channels + p] = static_cast<float>(sum);
+                    map_row[begin / channels + p] = sum;
                 }
             }
             break;

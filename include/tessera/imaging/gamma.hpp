@@ -24,9 +24,12 @@
 //   clamped to 0, and x = 0 gives 0 for every γ > 0), x = +Inf gives +Inf,
 //   and a NaN x gives NaN. The gradients are 0 for x ≤ 0 and x = +Inf and
 //   NaN for a NaN x.
-// - γ must be positive and finite. A per-image or per-channel γ is checked
-//   before any output is written. A per-pixel map is checked while it is
-//   read, so after such an error the output contains unspecified values.
+// - γ must be positive, finite and not subnormal (at least 2^-126). A
+//   per-image or per-channel γ is checked before any output is written. A
+//   per-pixel map is checked while it is read, so after such an error the
+//   output contains unspecified values.
+// - Aliasing: out may be the same view as in (in place). No other overlap
+//   between an output and any input is allowed, the γ map included.
 // - taylor_series<N>: with one γ per run (per image, or per channel of a
 //   planar image) the float kernels use Horner's rule on coefficients
 //   C(γ, n) rounded to float; with a γ per sample, the nested form
@@ -37,6 +40,9 @@
 //   (N, γ) (expansions.hpp), approached near x = 0 when γ < 1. For x in
 //   (1, 2) the series converges with error about |C(γ, N+1)|·(x − 1)^(N+1).
 //   For x ≥ 2 it diverges and returns the value of the polynomial.
+//   NOTE: there the rounding of the nested form (per-sample γ) can exceed
+//   the bound above, because a_n = γ·(1/n) − (n − 1)/n is not exactly 0
+//   for an integer γ = n − 1, and large powers of x − 1 amplify that.
 // - log2_exp2_series<N>: the float kernels differ from the double
 //   reference::log2_exp2_series by at most 2^-24·(8 + 2|γ·log2 x|)·|y| +
 //   2^-149. The exception is a z = γ·log2 x within that rounding of a
@@ -57,13 +63,15 @@
 //   max_code)), a NaN y giving 0. With exact_pow and lookup_table the
 //   codes equal reference::exact_pow_code exactly. With the series the
 //   float result is rounded, so a code can differ from the rounding of the
-//   double reference by 1 where y·max_code lies within the bounds above of
-//   a rounding tie.
+//   double reference where y·max_code lies within the bounds above of a
+//   rounding tie. The difference is 1 code, or more at a k tie of
+//   log2_exp2_series.
 // - Backward: the float kernels differ from reference::*_gradients by
 //   rounding of the same order as the forward pass (tested with a
 //   tolerance scaled by the sum of term magnitudes). Per-image and
 //   per-channel γ gradients are accumulated in double per image row, then
-//   over rows in order; per-pixel ones sum the channels in order.
+//   over rows in order. Per-pixel ones add the channels in order in float,
+//   the same in both layouts. grad_x may be the same view as grad_y.
 // - An empty image writes nothing; gradient sums over no sample are 0.
 // - A forward pass over float images whose traffic is at least
 //   tessera::streaming_threshold() bytes writes its output with streaming
@@ -240,6 +248,9 @@ template <class Arch, class Code>
 void forward_lookup(const interleaved_image<const Code>& in, const gamma_map& gamma, const interleaved_image<Code>& out)
 {
     check_forward(in, gamma, out);
+    if (in.empty()) {
+        return;
+    }
     if (gamma.kind == gamma_kind::per_image) {
         gamma_lut<Code>(vector_view<const float>(&gamma.stored_value, 1), in.channels).template apply<Arch>(in, out);
     } else if (gamma.kind == gamma_kind::per_channel) {

@@ -13,8 +13,8 @@
 //
 // γ comes either as one constant or as one value per sample. A kernel that
 // reads γ per sample also reports whether every γ it read was positive and
-// finite, so the caller can raise after the pass instead of reading the
-// map twice.
+// finite (and not subnormal), so the caller can raise after the pass
+// instead of reading the map twice.
 #pragma once
 
 #include "../core/bytes.hpp"
@@ -23,6 +23,7 @@
 #include "../core/stream.hpp"
 #include "expansions.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -60,12 +61,13 @@ TESSERA_ALWAYS_INLINE xsimd::batch<float, A> apply_gradient_rules(const xsimd::b
     return xsimd::select(xsimd::isnan(x), x, in_domain);
 }
 
-// True in the lanes whose γ is positive and finite; false for NaN.
+// True in the lanes whose γ is a finite, positive normal float; false for NaN.
 template <class A>
 TESSERA_ALWAYS_INLINE xsimd::batch_bool<float, A> valid_gamma(const xsimd::batch<float, A>& gamma)
 {
     using float_batch = xsimd::batch<float, A>;
-    return (gamma > float_batch(0.0f)) & (gamma < float_batch(std::numeric_limits<float>::infinity()));
+    return (gamma >= float_batch(std::numeric_limits<float>::min())) &
+           (gamma < float_batch(std::numeric_limits<float>::infinity()));
 }
 
 // 2^j for integer lanes j in [−126, 127], built from the exponent bits.
@@ -380,7 +382,7 @@ struct expansion_lanes<log2_exp2_series<Order>> {
 // ---------------------------------------------------------------------------------------------
 // Run kernels.
 
-// Where γ comes from in a run: one constant, or one value per sample.
+// The γ of a run: one constant, or one value per sample.
 struct gamma_source {
     const float* values;  // null for the constant
     float constant;
@@ -388,7 +390,7 @@ struct gamma_source {
 
 // y = expansion(x, γ) for n samples. `stream` requests streaming stores of
 // y; the caller then calls simd::stream_fence() once per thread. Returns
-// false when a per-sample γ was not positive and finite.
+// false when a per-sample γ was invalid (see valid_gamma).
 template <class A, class Expansion>
 struct gamma_run {
     using float_batch = xsimd::batch<float, A>;
@@ -401,7 +403,10 @@ struct gamma_run {
         if (stream && simd::has_stream_stores<A>()) {
             head = simd::elements_to_alignment(y, A::alignment(), sizeof(float), lanes);
             use_stream = head < lanes;
-            head = use_stream ? (head < n ? head : n) : 0;
+            if (!use_stream) {
+                head = 0;  // y is not even float-aligned: stream nothing
+            }
+            head = std::min(head, n);
         }
 
         auto valid = xsimd::batch_bool<float, A>(true);
@@ -478,7 +483,7 @@ struct gamma_run {
 
 // The backward of n samples: grad_x = grad_y·∂y/∂x and
 // grad_gamma = grad_y·∂y/∂γ, one value per sample. Returns false when a
-// per-sample γ was not positive and finite.
+// per-sample γ was invalid (see valid_gamma).
 template <class A, class Expansion>
 struct gamma_backward_run {
     using float_batch = xsimd::batch<float, A>;

@@ -21,6 +21,7 @@
 #include "image.hpp"
 #include "kernels.hpp"
 #include "reference.hpp"
+#include "rows.hpp"
 
 #include <cmath>
 #include <cstddef>
@@ -53,8 +54,8 @@ public:
         }
         tessera::detail::check_view(gammas, function, "gammas");
         for (std::size_t c = 0; c < gammas.size; ++c) {
-            if (!(gammas[c] > 0.0f) || !std::isfinite(gammas[c])) {
-                raise_invalid_argument(function, "gammas[", c, "] must be positive and finite, got ", gammas[c]);
+            if (!detail::valid_gamma(gammas[c])) {
+                raise_invalid_argument(function, "gammas[", c, "]", detail::gamma_requirement, gammas[c]);
             }
         }
 

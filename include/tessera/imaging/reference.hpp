@@ -85,6 +85,9 @@ inline double taylor_series(double x, double gamma, int order)
         return result;
     }
     const double t = x - 1.0;
+    if (t == 0.0) {
+        return 1.0;  // also where C(γ, n) overflows for a huge γ
+    }
     for (int n = 0; n <= order; ++n) {
         result += binomial(gamma, n) * std::pow(t, n);
     }

@@ -37,15 +37,19 @@ template <int Order>
 struct is_series<log2_exp2_series<Order>> : std::true_type {
 };
 
+// γ must be finite and positive, and not subnormal: below the smallest
+// normal float, γ·log2 x and the series coefficients lose their precision.
 inline bool valid_gamma(float gamma)
 {
-    return gamma > 0.0f && gamma < std::numeric_limits<float>::infinity();
+    return gamma >= std::numeric_limits<float>::min() && gamma < std::numeric_limits<float>::infinity();
 }
+
+inline constexpr const char* gamma_requirement = " must be positive, finite and not subnormal, got ";
 
 inline void check_gamma_value(float gamma, const char* function, const char* name)
 {
     if (!valid_gamma(gamma)) {
-        raise_invalid_argument(function, name, " must be positive and finite, got ", gamma);
+        raise_invalid_argument(function, name, gamma_requirement, gamma);
     }
 }
 
@@ -116,7 +120,7 @@ public:
         }
     }
 
-    // Raises naming the first γ of the map that is not positive and finite.
+    // Raises naming the first γ of the map that valid_gamma rejects.
     [[noreturn]] void raise_invalid(const char* function, const char* name) const
     {
         for (std::size_t c = 0; c < (gamma_.kind == gamma_kind::per_pixel_channel ? shape_.channels : 1); ++c) {
@@ -126,13 +130,13 @@ public:
                 for (std::size_t i = 0; i < count; ++i) {
                     const float value = value_at(c, h, i);
                     if (!valid_gamma(value)) {
-                        raise_invalid_argument(function, name, " must be positive and finite, got ", value,
+                        raise_invalid_argument(function, name, gamma_requirement, value,
                                                " at ", position(c, h, i));
                     }
                 }
             }
         }
-        raise_invalid_argument(function, name, " holds a γ that is not positive and finite");
+        raise_invalid_argument(function, name, " contains an invalid γ");
     }
 
 private:
@@ -175,8 +179,7 @@ inline void check_gamma(const gamma_map& gamma, const image_shape& shape, const 
     } else if (gamma.kind == gamma_kind::per_channel) {
         for (std::size_t c = 0; c < gamma.values.size; ++c) {
             if (!valid_gamma(gamma.values[c])) {
-                raise_invalid_argument(function, "gamma[", c, "] must be positive and finite, got ",
-                                       gamma.values[c]);
+                raise_invalid_argument(function, "gamma[", c, "]", gamma_requirement, gamma.values[c]);
             }
         }
     }
