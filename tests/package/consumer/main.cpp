@@ -1,8 +1,9 @@
-// The consumer program of the packaging tests: a user's first FlexRound
-// program, built against tessera through tessera::tessera (installed or
-// added with add_subdirectory). It quantizes a small weight to 4-bit codes
-// with round-to-nearest, learns FlexRound scales on random calibration
-// inputs, and checks the results it can know exactly.
+// The consumer program of the packaging tests: a user's first FlexRound and
+// gamma-correction program, built against tessera through tessera::tessera
+// (installed or added with add_subdirectory). It quantizes a small weight
+// to 4-bit codes with round-to-nearest, learns FlexRound scales on random
+// calibration inputs, applies a gamma lookup table to an 8-bit image, and
+// checks the results it can know exactly.
 
 #include <tessera/tessera.hpp>
 
@@ -13,6 +14,29 @@
 #include <vector>
 
 namespace quant = tessera::quant;
+namespace imaging = tessera::imaging;
+
+namespace {
+
+// γ = 0.5 through the lookup table and log2_exp2_series; codes 0 and 255
+// map to themselves and 64 (x = 0.251) to sqrt(0.251)·255 = 127.75, so 128.
+bool gamma_codes_ok()
+{
+    std::vector<std::uint8_t> pixels = {0, 64, 255, 64, 0, 255};
+    std::vector<std::uint8_t> table_out(pixels.size());
+    std::vector<std::uint8_t> series_out(pixels.size());
+    const imaging::interleaved_image<const std::uint8_t> in(pixels.data(), 1, 2, 3);
+    imaging::gamma_correct(imaging::lookup_table{}, in, imaging::gamma_map::per_image(0.5f),
+                           imaging::interleaved_image<std::uint8_t>(table_out.data(), 1, 2, 3));
+    imaging::gamma_correct(imaging::log2_exp2_series<6>{}, in, imaging::gamma_map::per_image(0.5f),
+                           imaging::interleaved_image<std::uint8_t>(series_out.data(), 1, 2, 3));
+    const std::vector<std::uint8_t> expected = {0, 128, 255, 128, 0, 255};
+    std::printf("tessera consumer: gamma 0.5 of codes 0, 64, 255 gives %d, %d, %d\n", table_out[0], table_out[1],
+                table_out[2]);
+    return table_out == expected && series_out == expected;
+}
+
+} // namespace
 
 int main()
 {
@@ -64,6 +88,10 @@ int main()
     const bool same_start = std::abs(result.initial_loss - rtn_error) <= 1e-6 * rtn_error;
     if (!same_start || result.final_loss > result.initial_loss) {
         std::printf("tessera consumer: unexpected losses\n");
+        return 1;
+    }
+    if (!gamma_codes_ok()) {
+        std::printf("tessera consumer: unexpected gamma codes\n");
         return 1;
     }
     std::printf("tessera consumer: ok\n");
