@@ -171,6 +171,23 @@ void forward_planar(const planar_image<const float>& in, const gamma_map& gamma,
     });
 }
 
+// The fused per-pixel kernel of an expansion, where there is one.
+template <class Arch, class Expansion>
+struct has_pixel_run : std::false_type {
+};
+
+template <class Arch, int Order>
+struct has_pixel_run<Arch, taylor_series<Order>>
+    : std::bool_constant<kernels::taylor_pixel_run<Arch, Order>::supported()> {
+};
+
+template <class Arch, class Expansion>
+struct pixel_run;
+
+template <class Arch, int Order>
+struct pixel_run<Arch, taylor_series<Order>> : kernels::taylor_pixel_run<Arch, Order> {
+};
+
 template <class Arch, class Expansion>
 void forward_interleaved(const interleaved_image<const float>& in, const gamma_map& gamma,
                          const interleaved_image<float>& out)
@@ -188,10 +205,23 @@ void forward_interleaved(const interleaved_image<const float>& in, const gamma_m
     for_each_image_row(shape, reader, scratch, stream, forward_name, [&](std::size_t h, float* buffer) {
         bool valid = true;
         for (std::size_t begin = 0; begin < row_length; begin += segment) {
-            const std::size_t count = std::min(segment, row_length - begin);
-            const kernels::gamma_source source = reader.source(h, 0, begin, count, buffer);
-            valid = float_run<Arch, Expansion>{}(in.row(h) + begin, source, out.row(h) + begin, count, stream) &&
-                    valid;
+            std::size_t start = begin;
+            const std::size_t end = std::min(begin + segment, row_length);
+            if constexpr (has_pixel_run<Arch, Expansion>::value) {
+                if (gamma.kind == gamma_kind::per_pixel) {
+                    const auto done = pixel_run<Arch, Expansion>{}(in.row(h) + begin, gamma.map.row(h) + begin / in.channels,
+                                                                   out.row(h) + begin, (end - begin) / in.channels,
+                                                                   in.channels, stream);
+                    valid = done.valid && valid;
+                    start += done.pixels * in.channels;
+                }
+            }
+            if (start < end) {
+                const kernels::gamma_source source = reader.source(h, 0, start, end - start, buffer);
+                valid = float_run<Arch, Expansion>{}(in.row(h) + start, source, out.row(h) + start, end - start,
+                                                     stream) &&
+                        valid;
+            }
         }
         return valid;
     });

@@ -38,10 +38,20 @@ namespace tessera::imaging::kernels {
 
 // The input rules shared by every expansion (see reference.hpp): x ≤ 0
 // gives 0, x = +Inf gives +Inf and NaN stays NaN, whatever `y` holds.
+//
+// AVX-512 does this in one VFIXUPIMMPS: it classifies each x and picks the
+// result from a table of 4-bit tokens, one per class, from class 0 up:
+// QNaN → x (1), SNaN → quieted x (2), ±0 → +0 (8), +1 → y (0), −Inf → +0 (8),
+// +Inf → +Inf (5), negative → +0 (8), positive → y (0).
 template <class A>
 TESSERA_ALWAYS_INLINE xsimd::batch<float, A> apply_input_rules(const xsimd::batch<float, A>& x,
                                                                const xsimd::batch<float, A>& y)
 {
+#if defined(__AVX512F__)
+    if constexpr (XSIMD_WITH_AVX512F && std::is_base_of_v<xsimd::avx512f, A>) {
+        return _mm512_fixupimm_ps(y, x, _mm512_set1_epi32(0x08580821), 0);
+    }
+#endif
     using float_batch = xsimd::batch<float, A>;
     const float_batch zero(0.0f);
     const float_batch inf(std::numeric_limits<float>::infinity());
@@ -49,11 +59,17 @@ TESSERA_ALWAYS_INLINE xsimd::batch<float, A> apply_input_rules(const xsimd::batc
     return xsimd::select((x == inf) | xsimd::isnan(x), x, in_domain);
 }
 
-// Gradients are 0 outside (0, +Inf) and NaN for NaN x.
+// Gradients are 0 outside (0, +Inf) and NaN for NaN x. The AVX-512 table
+// differs from the one above only in +Inf → +0 (8).
 template <class A>
 TESSERA_ALWAYS_INLINE xsimd::batch<float, A> apply_gradient_rules(const xsimd::batch<float, A>& x,
                                                                   const xsimd::batch<float, A>& gradient)
 {
+#if defined(__AVX512F__)
+    if constexpr (XSIMD_WITH_AVX512F && std::is_base_of_v<xsimd::avx512f, A>) {
+        return _mm512_fixupimm_ps(gradient, x, _mm512_set1_epi32(0x08880821), 0);
+    }
+#endif
     using float_batch = xsimd::batch<float, A>;
     const float_batch zero(0.0f);
     const float_batch inf(std::numeric_limits<float>::infinity());
@@ -632,6 +648,107 @@ struct expand_pixels_run {
         } else {
             return _mm256_permutevar8x32_ps(values, index);
         }
+    }
+#endif
+};
+
+// taylor_series<N> on interleaved samples with one γ per pixel, fused with
+// the repetition of γ over the C channels (AVX2 and AVX-512, C ≤ N lanes).
+// For a group of N pixels it computes the Horner coefficients C(γ, n) once
+// per pixel lane, by C(γ, n) = C(γ, n − 1)·(γ·(1/n) − (n − 1)/n), and each of
+// the group's C sample batches takes its lanes' coefficients with one
+// variable permute per order. That replaces three operations per order and
+// sample by a permute and an FMA. The run starts at a pixel boundary; it
+// returns the pixels done, and the caller finishes the rest (fewer than N
+// pixels, or a group whose coefficients overflow float) another way.
+template <class A, int Order>
+struct taylor_pixel_run {
+    using float_batch = xsimd::batch<float, A>;
+    using int_batch = xsimd::batch<std::int32_t, A>;
+    static constexpr std::size_t lanes = float_batch::size;
+
+    struct result {
+        std::size_t pixels;
+        bool valid;
+    };
+
+    static constexpr bool supported()
+    {
+        return expand_pixels_run<A>::has_permute();
+    }
+
+    // `stream` requests streaming stores of y, used only when y is aligned.
+    result operator()(const float* x, const float* gamma, float* y, std::size_t pixels, std::size_t channels,
+                      bool stream) const
+    {
+        result done{0, true};
+#if defined(__AVX2__)
+        if constexpr (supported()) {
+            if (channels > lanes || channels < 2) {
+                return done;
+            }
+            alignas(A::alignment()) std::int32_t indices[lanes * lanes];
+            for (std::size_t b = 0; b < channels; ++b) {
+                for (std::size_t lane = 0; lane < lanes; ++lane) {
+                    indices[b * lanes + lane] = static_cast<std::int32_t>((b * lanes + lane) / channels);
+                }
+            }
+            const bool aligned_stream = stream && simd::has_stream_stores<A>() &&
+                                        simd::elements_to_alignment(y, A::alignment(), sizeof(float), lanes) == 0;
+            auto valid = xsimd::batch_bool<float, A>(true);
+            std::size_t p = 0;
+            for (; p + lanes <= pixels; p += lanes) {
+                const float_batch g = float_batch::load_unaligned(gamma + p);
+                valid = valid & valid_gamma<A>(g);
+                float_batch coefficients[Order + 1];
+                if (!pixel_coefficients(g, coefficients)) {
+                    break;  // the caller evaluates the nested form from here
+                }
+                for (std::size_t b = 0; b < channels; ++b) {
+                    const std::size_t offset = p * channels + b * lanes;
+                    const int_batch index = int_batch::load_aligned(indices + b * lanes);
+                    const float_batch value = evaluate(float_batch::load_unaligned(x + offset), coefficients, index);
+                    if (aligned_stream) {
+                        simd::stream_store<A>(y + offset, value);
+                    } else {
+                        value.store_unaligned(y + offset);
+                    }
+                }
+            }
+            done = {p, xsimd::all(valid)};
+        }
+#else
+        (void)x, (void)gamma, (void)y, (void)pixels, (void)channels, (void)stream;
+#endif
+        return done;
+    }
+
+#if defined(__AVX2__)
+    // C(γ, n) for n = 0..N in each pixel lane; false when one is not finite.
+    static TESSERA_ALWAYS_INLINE bool pixel_coefficients(const float_batch& gamma, float_batch* coefficients)
+    {
+        const float_batch inf(std::numeric_limits<float>::infinity());
+        coefficients[0] = float_batch(1.0f);
+        auto finite = xsimd::batch_bool<float, A>(true);
+        for (int n = 1; n <= Order; ++n) {
+            const float_batch a = xsimd::fms(gamma, float_batch(taylor_constants::inverse(n)),
+                                             float_batch(taylor_constants::offset(n)));
+            coefficients[n] = coefficients[n - 1] * a;
+            finite = finite & (xsimd::abs(coefficients[n]) < inf);
+        }
+        return xsimd::all(finite);
+    }
+
+    static TESSERA_ALWAYS_INLINE float_batch evaluate(const float_batch& x, const float_batch* coefficients,
+                                                      const int_batch& index)
+    {
+        const float_batch t = x - float_batch(1.0f);
+        float_batch sum = expand_pixels_run<A>::permute(coefficients[Order], index);
+        for (int n = Order - 1; n >= 1; --n) {
+            sum = xsimd::fma(sum, t, expand_pixels_run<A>::permute(coefficients[n], index));
+        }
+        sum = xsimd::fma(sum, t, float_batch(1.0f));
+        return apply_input_rules<A>(x, sum);
     }
 #endif
 };

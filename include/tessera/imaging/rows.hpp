@@ -92,8 +92,9 @@ public:
     }
 
     // γ of samples [begin, begin + count) of run `channel` (planar) or of
-    // row h (interleaved; channel is ignored). `begin` is a multiple of
-    // segment() for interleaved rows.
+    // row h (interleaved, where channel is ignored). For interleaved rows
+    // `begin` is a pixel boundary, and for a per-channel γ also a multiple
+    // of segment().
     kernels::gamma_source source(std::size_t h, std::size_t channel, std::size_t begin, std::size_t count,
                                  float* buffer) const
     {
