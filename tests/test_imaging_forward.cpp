@@ -490,3 +490,26 @@ TEST_CASE("series saturates large gamma codes", "[imaging][forward][codes][contr
     CHECK(out[255] == 255);
     CHECK(out[0] == 0);
 }
+
+TEST_CASE("taylor per-pixel overflow falls back", "[imaging][forward][contract]")
+{
+    // A γ so large that C(γ, n) overflows float must not give Inf·0 = NaN at x = 1, where the
+    // series is 1 for every γ: the fused per-pixel kernel falls back to the nested form there.
+    const std::size_t width = 40;
+    const std::size_t channels = 3;
+    const std::vector<float> x(width * channels, 1.0f);
+    std::vector<float> map(width, 0.7f);
+    map[5] = 1e30f;
+    map[37] = 3e20f;
+    test::for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        std::vector<float> y(x.size(), -1.0f);
+        gamma_correct<A>(taylor_series<12>{}, interleaved_image<const float>(x.data(), 1, width, channels),
+                         gamma_map::per_pixel({map.data(), 1, width}),
+                         interleaved_image<float>(y.data(), 1, width, channels));
+        for (std::size_t i = 0; i < y.size(); ++i) {
+            INFO("sample " << i);
+            CHECK(y[i] == 1.0f);
+        }
+    });
+}

@@ -725,18 +725,17 @@ struct taylor_pixel_run {
 
 #if defined(__AVX2__)
     // C(γ, n) for n = 0..N in each pixel lane; false when one is not finite.
+    // Checking C(γ, N) suffices: a product with an Inf factor stays Inf, or
+    // becomes NaN when the other factor is 0, and neither is below Inf.
     static TESSERA_ALWAYS_INLINE bool pixel_coefficients(const float_batch& gamma, float_batch* coefficients)
     {
-        const float_batch inf(std::numeric_limits<float>::infinity());
         coefficients[0] = float_batch(1.0f);
-        auto finite = xsimd::batch_bool<float, A>(true);
         for (int n = 1; n <= Order; ++n) {
             const float_batch a = xsimd::fms(gamma, float_batch(taylor_constants::inverse(n)),
                                              float_batch(taylor_constants::offset(n)));
             coefficients[n] = coefficients[n - 1] * a;
-            finite = finite & (xsimd::abs(coefficients[n]) < inf);
         }
-        return xsimd::all(finite);
+        return xsimd::all(xsimd::abs(coefficients[Order]) < float_batch(std::numeric_limits<float>::infinity()));
     }
 
     static TESSERA_ALWAYS_INLINE float_batch evaluate(const float_batch& x, const float_batch* coefficients,
