@@ -38,9 +38,8 @@
 #include <Eigen/Core>
 #include <benchmark/benchmark.h>
 
-#if defined(__SSE2__)
-#  include <immintrin.h>
-#endif
+#include "bench_support.hpp"
+
 #ifdef _OPENMP
 #  include <omp.h>
 #endif
@@ -51,7 +50,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <random>
@@ -445,73 +443,13 @@ void dequantize4_eigen(workload& d)
 // The memory baselines: copies and bandwidth probes. They move whole 64-byte
 // cache lines between 64-byte aligned buffers.
 
-constexpr std::size_t line_bytes = 64;
-
-// One cache line in the widest integer registers the compiler enabled. On
-// a CPU without SSE2 the line is plain bytes and "streaming" stores are
-// ordinary ones, so stream_copy there measures the same as memcpy.
-#if defined(__AVX512F__)
-using line_register = __m512i;
-#elif defined(__AVX2__)
-using line_register = __m256i;
-#elif defined(__SSE2__)
-using line_register = __m128i;
-#else
-using line_register = std::uint64_t;
-#endif
-constexpr std::size_t registers_per_line = line_bytes / sizeof(line_register);
-
-struct cache_line {
-    line_register part[registers_per_line];
-};
-
-TESSERA_ALWAYS_INLINE cache_line load_line(const unsigned char* source)
-{
-    cache_line line;
-    for (std::size_t k = 0; k < registers_per_line; ++k) {
-        std::memcpy(&line.part[k], source + k * sizeof(line_register), sizeof(line_register));
-    }
-    return line;
-}
-
-// Writes a line with non-temporal (streaming) stores, which bypass the
-// caches and so do not read the destination line before writing it.
-TESSERA_ALWAYS_INLINE void stream_line(unsigned char* destination, const cache_line& line)
-{
-    for (std::size_t k = 0; k < registers_per_line; ++k) {
-        auto* target = reinterpret_cast<line_register*>(destination + k * sizeof(line_register));
-#if defined(__AVX512F__)
-        _mm512_stream_si512(target, line.part[k]);
-#elif defined(__AVX2__)
-        _mm256_stream_si256(target, line.part[k]);
-#elif defined(__SSE2__)
-        _mm_stream_si128(target, line.part[k]);
-#else
-        std::memcpy(target, &line.part[k], sizeof(line_register));
-#endif
-    }
-}
-
-// Orders the streaming stores before anything that follows.
-void finish_streaming()
-{
-#if defined(__SSE2__)
-    _mm_sfence();
-#endif
-}
-
-void stream_copy(unsigned char* destination, const unsigned char* source, std::size_t bytes)
-{
-    for (std::size_t i = 0; i < bytes; i += line_bytes) {
-        stream_line(destination + i, load_line(source + i));
-    }
-    finish_streaming();
-}
-
-void glibc_copy(unsigned char* destination, const unsigned char* source, std::size_t bytes)
-{
-    std::memcpy(destination, source, bytes);
-}
+using tessera::bench::cache_line;
+using tessera::bench::finish_streaming;
+using tessera::bench::glibc_copy;
+using tessera::bench::line_bytes;
+using tessera::bench::load_line;
+using tessera::bench::stream_copy;
+using tessera::bench::stream_line;
 
 // Bytes per element of each array a kernel reads and of the array it
 // writes, counted in half bytes so that packed 4-bit codes are whole.
@@ -690,19 +628,11 @@ void run_probe(benchmark::State& state, void (*probe)(unsigned char*, const unsi
     set_rates(state, d, traffic);
 }
 
-// With one thread, rates come from CPU time, because it leaves out the time
-// the thread waits for a core on a shared machine. With more threads they
-// come from wall-clock time, which includes the slowest thread.
-void set_timing(benchmark::internal::Benchmark* benchmark)
-{
-    benchmark->Unit(benchmark::kMillisecond);
-    if (settings().threads > 1) {
-        benchmark->UseRealTime();
-    }
-}
-
 void register_benchmarks()
 {
+    const auto set_timing = [](benchmark::internal::Benchmark* benchmark) {
+        tessera::bench::set_timing(benchmark, settings().threads);
+    };
     const workload& d = data();
     for (const kernel_entry& entry : kernel_entries()) {
         const kernel_traffic traffic = entry.traffic(d);
@@ -818,65 +748,15 @@ std::string check_agreement(const kernel_entry& entry, workload& d)
 // ---------------------------------------------------------------------------
 // Context recorded in the JSON output.
 
-std::string cpu_model_and_flags()
-{
-    std::ifstream cpuinfo("/proc/cpuinfo");
-    std::string line;
-    std::string model = "unknown";
-    std::string family;
-    std::string model_number;
-    std::string flags;
-    while (std::getline(cpuinfo, line)) {
-        const auto colon = line.find(':');
-        if (colon == std::string::npos) {
-            continue;
-        }
-        const std::string key = line.substr(0, line.find_last_not_of(" \t", colon - 1) + 1);
-        const std::string value = colon + 2 <= line.size() ? line.substr(colon + 2) : "";
-        if (key == "model name" && model == "unknown") {
-            model = value;
-        } else if (key == "cpu family" && family.empty()) {
-            family = value;
-        } else if (key == "model" && model_number.empty()) {
-            model_number = value;
-        } else if (key == "flags" && flags.empty()) {
-            flags = " " + value + " ";
-        }
-    }
-    std::string summary;
-    for (const char* flag : {"sse4_1", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"}) {
-        if (flags.find(std::string(" ") + flag + " ") != std::string::npos) {
-            summary += summary.empty() ? flag : std::string(" ") + flag;
-        }
-    }
-    if (!family.empty()) {
-        model += ", family " + family + " model " + model_number;
-    }
-    return model + " (" + summary + ")";
-}
-
 void add_context()
 {
     const options& o = settings();
-    benchmark::AddCustomContext("cpu_model", cpu_model_and_flags());
-    benchmark::AddCustomContext("compiler", std::string(
-#if defined(__clang__)
-                                                "clang "
-#elif defined(__GNUC__)
-                                                "GCC "
-#endif
-                                                ) + __VERSION__);
-    benchmark::AddCustomContext("tessera_arch", tessera::default_arch::name());
+    tessera::bench::add_build_context(
+        {"sse4_1", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"});
     benchmark::AddCustomContext("eigen_version", std::to_string(EIGEN_WORLD_VERSION) + "." +
                                                      std::to_string(EIGEN_MAJOR_VERSION) + "." +
                                                      std::to_string(EIGEN_MINOR_VERSION));
-    benchmark::AddCustomContext("xsimd_version", std::to_string(XSIMD_VERSION_MAJOR) + "." +
-                                                     std::to_string(XSIMD_VERSION_MINOR) + "." +
-                                                     std::to_string(XSIMD_VERSION_PATCH));
-    benchmark::AddCustomContext("omp_threads", std::to_string(o.threads));
-    benchmark::AddCustomContext("shape", std::to_string(o.rows) + "x" + std::to_string(o.cols));
-    benchmark::AddCustomContext("streaming_threshold_bytes", std::to_string(tessera::streaming_threshold()));
-    benchmark::AddCustomContext("command", o.command);
+    tessera::bench::add_run_context(o.threads, std::to_string(o.rows) + "x" + std::to_string(o.cols), o.command);
 }
 
 // Reads and removes the --tessera_* flags. Returns false after printing a
@@ -884,19 +764,18 @@ void add_context()
 bool parse_options(int& argc, char** argv)
 {
     options& o = settings();
-    for (int i = 0; i < argc; ++i) {
-        o.command += (i == 0 ? "" : " ") + std::string(argv[i]);
-    }
+    o.command = tessera::bench::command_line(argc, argv);
     int kept_arguments = 1;
     for (int i = 1; i < argc; ++i) {
         const std::string argument = argv[i];
-        if (argument.rfind("--tessera_threads=", 0) == 0) {
-            o.threads = std::atoi(argument.c_str() + std::strlen("--tessera_threads="));
-            if (o.threads < 1) {
-                std::cerr << "flexround_bench: --tessera_threads must be a positive integer, got '" << argument << "'\n";
-                return false;
-            }
-        } else if (argument.rfind("--tessera_streaming_threshold=", 0) == 0) {
+        bool is_threads_flag = false;
+        if (!tessera::bench::parse_threads_flag("flexround_bench", argument, o.threads, is_threads_flag)) {
+            return false;
+        }
+        if (is_threads_flag) {
+            continue;
+        }
+        if (argument.rfind("--tessera_streaming_threshold=", 0) == 0) {
             const std::string bytes = argument.substr(std::strlen("--tessera_streaming_threshold="));
             char* end = nullptr;
             const unsigned long long value = std::strtoull(bytes.c_str(), &end, 10);
@@ -939,15 +818,7 @@ int main(int argc, char** argv)
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
         return 2;
     }
-#ifdef _OPENMP
-    omp_set_num_threads(settings().threads);
-#else
-    if (settings().threads != 1) {
-        std::cerr << "flexround_bench: built without OpenMP, so --tessera_threads=" << settings().threads
-                  << " is ignored and every kernel runs on one thread\n";
-        settings().threads = 1;
-    }
-#endif
+    tessera::bench::set_threads("flexround_bench", settings().threads, "every kernel");
 
     workload& d = data();
     fill_workload(d, settings().rows, settings().cols);

@@ -65,6 +65,8 @@
 #include <benchmark/benchmark.h>
 #include <xsimd/xsimd.hpp>
 
+#include "bench_support.hpp"
+
 // bench/CMakeLists.txt defines these to 1 when it finds the peer.
 #ifndef TESSERA_BENCH_HAVE_SLEEF
 #  define TESSERA_BENCH_HAVE_SLEEF 0
@@ -86,9 +88,6 @@
 #if TESSERA_BENCH_HAVE_OPENCV
 #  include <opencv2/core.hpp>
 #endif
-#if defined(__SSE2__)
-#  include <immintrin.h>
-#endif
 #ifdef _OPENMP
 #  include <omp.h>
 #endif
@@ -99,7 +98,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <limits>
 #include <memory>
@@ -118,7 +116,9 @@ constexpr int log2_exp2_order = ti::log2_exp2_order_for(1.0 / 65535, 0.2, 5);
 using log2_exp2_expansion = ti::log2_exp2_series<log2_exp2_order>;
 
 constexpr std::size_t channels = 3;
-constexpr std::size_t line_bytes = 64;
+using tessera::bench::glibc_copy;
+using tessera::bench::line_bytes;
+using tessera::bench::stream_copy;
 
 // The γ of the per-image workloads, about 1/2.2, which brightens dark samples.
 constexpr float image_gamma = 0.4545f;
@@ -543,48 +543,6 @@ void codes_cv_lut(workload& d, workload_kind kind)
 // The memory baselines. They copy whole 64-byte cache lines between 64-byte
 // aligned buffers, each thread its own contiguous part.
 
-#if defined(__AVX512F__)
-using line_register = __m512i;
-#elif defined(__AVX2__)
-using line_register = __m256i;
-#elif defined(__SSE2__)
-using line_register = __m128i;
-#else
-using line_register = std::uint64_t;
-#endif
-constexpr std::size_t registers_per_line = line_bytes / sizeof(line_register);
-
-// Copies with non-temporal (streaming) stores, which do not read the
-// destination line before writing it. Without SSE2 the stores are normal
-// ones, and stream_copy measures the same as memcpy.
-void stream_copy(unsigned char* destination, const unsigned char* source, std::size_t bytes)
-{
-    for (std::size_t i = 0; i < bytes; i += line_bytes) {
-        for (std::size_t k = 0; k < registers_per_line; ++k) {
-            line_register part;
-            std::memcpy(&part, source + i + k * sizeof(line_register), sizeof(line_register));
-            auto* target = reinterpret_cast<line_register*>(destination + i + k * sizeof(line_register));
-#if defined(__AVX512F__)
-            _mm512_stream_si512(target, part);
-#elif defined(__AVX2__)
-            _mm256_stream_si256(target, part);
-#elif defined(__SSE2__)
-            _mm_stream_si128(target, part);
-#else
-            *target = part;
-#endif
-        }
-    }
-#if defined(__SSE2__)
-    _mm_sfence();
-#endif
-}
-
-void glibc_copy(unsigned char* destination, const unsigned char* source, std::size_t bytes)
-{
-    std::memcpy(destination, source, bytes);
-}
-
 using copy_function = void (*)(unsigned char*, const unsigned char*, std::size_t);
 
 // Splits `bytes` into one run of whole lines per thread.
@@ -685,19 +643,11 @@ void run_copy(benchmark::State& state, copy_function copy, workload_kind kind)
     set_rates(state, d, bytes, bytes);
 }
 
-// With one thread, rates come from CPU time, because it leaves out the time
-// the thread waits for a core on a shared machine. With more threads they
-// come from wall-clock time, which includes the slowest thread.
-void set_timing(benchmark::internal::Benchmark* benchmark)
-{
-    benchmark->Unit(benchmark::kMillisecond);
-    if (settings().threads > 1) {
-        benchmark->UseRealTime();
-    }
-}
-
 void register_benchmarks()
 {
+    const auto set_timing = [](benchmark::internal::Benchmark* benchmark) {
+        tessera::bench::set_timing(benchmark, settings().threads);
+    };
     const workload_kind kinds[] = {workload_kind::float_per_pixel, workload_kind::float_per_image,
                                    workload_kind::u8_per_image, workload_kind::u8_per_channel};
     for (const workload_kind kind : kinds) {
@@ -811,43 +761,6 @@ void check_accuracy(workload& d)
 // ---------------------------------------------------------------------------
 // Context recorded in the JSON output.
 
-std::string cpu_model_and_flags()
-{
-    std::ifstream cpuinfo("/proc/cpuinfo");
-    std::string line;
-    std::string model = "unknown";
-    std::string family;
-    std::string model_number;
-    std::string flags;
-    while (std::getline(cpuinfo, line)) {
-        const auto colon = line.find(':');
-        if (colon == std::string::npos || colon == 0) {
-            continue;
-        }
-        const std::string key = line.substr(0, line.find_last_not_of(" \t", colon - 1) + 1);
-        const std::string value = colon + 2 <= line.size() ? line.substr(colon + 2) : "";
-        if (key == "model name" && model == "unknown") {
-            model = value;
-        } else if (key == "cpu family" && family.empty()) {
-            family = value;
-        } else if (key == "model" && model_number.empty()) {
-            model_number = value;
-        } else if (key == "flags" && flags.empty()) {
-            flags = " " + value + " ";
-        }
-    }
-    std::string summary;
-    for (const char* flag : {"sse4_1", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512vbmi"}) {
-        if (flags.find(std::string(" ") + flag + " ") != std::string::npos) {
-            summary += summary.empty() ? flag : std::string(" ") + flag;
-        }
-    }
-    if (!family.empty()) {
-        model += ", family " + family + " model " + model_number;
-    }
-    return model + " (" + summary + ")";
-}
-
 // The optional peers this build contains, for the context and the log.
 std::string peer_summary()
 {
@@ -872,25 +785,13 @@ void add_context()
 {
     const options& o = settings();
     const workload& d = data();
-    benchmark::AddCustomContext("cpu_model", cpu_model_and_flags());
-    benchmark::AddCustomContext("compiler", std::string(
-#if defined(__clang__)
-                                                "clang "
-#elif defined(__GNUC__)
-                                                "GCC "
-#endif
-                                                ) + __VERSION__);
-    benchmark::AddCustomContext("tessera_arch", tessera::default_arch::name());
-    benchmark::AddCustomContext("xsimd_version", std::to_string(XSIMD_VERSION_MAJOR) + "." +
-                                                     std::to_string(XSIMD_VERSION_MINOR) + "." +
-                                                     std::to_string(XSIMD_VERSION_PATCH));
+    tessera::bench::add_build_context(
+        {"sse4_1", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512vbmi"});
     benchmark::AddCustomContext("peers", peer_summary());
     benchmark::AddCustomContext("log2_exp2_order", std::to_string(log2_exp2_order));
-    benchmark::AddCustomContext("omp_threads", std::to_string(o.threads));
-    benchmark::AddCustomContext("shape", std::to_string(d.width) + "x" + std::to_string(d.height) + "x" +
-                                             std::to_string(channels));
-    benchmark::AddCustomContext("streaming_threshold_bytes", std::to_string(tessera::streaming_threshold()));
-    benchmark::AddCustomContext("command", o.command);
+    tessera::bench::add_run_context(
+        o.threads, std::to_string(d.width) + "x" + std::to_string(d.height) + "x" + std::to_string(channels),
+        o.command);
 }
 
 // Reads and removes the --tessera_* flags. Returns false after printing a
@@ -898,19 +799,18 @@ void add_context()
 bool parse_options(int& argc, char** argv)
 {
     options& o = settings();
-    for (int i = 0; i < argc; ++i) {
-        o.command += (i == 0 ? "" : " ") + std::string(argv[i]);
-    }
+    o.command = tessera::bench::command_line(argc, argv);
     int kept_arguments = 1;
     for (int i = 1; i < argc; ++i) {
         const std::string argument = argv[i];
-        if (argument.rfind("--tessera_threads=", 0) == 0) {
-            o.threads = std::atoi(argument.c_str() + std::strlen("--tessera_threads="));
-            if (o.threads < 1) {
-                std::cerr << "gamma_bench: --tessera_threads must be a positive integer, got '" << argument << "'\n";
-                return false;
-            }
-        } else if (argument.rfind("--tessera_size=", 0) == 0) {
+        bool is_threads_flag = false;
+        if (!tessera::bench::parse_threads_flag("gamma_bench", argument, o.threads, is_threads_flag)) {
+            return false;
+        }
+        if (is_threads_flag) {
+            continue;
+        }
+        if (argument.rfind("--tessera_size=", 0) == 0) {
             const std::string size = argument.substr(std::strlen("--tessera_size="));
             unsigned long long width = 0;
             unsigned long long height = 0;
@@ -943,15 +843,7 @@ int main(int argc, char** argv)
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
         return 2;
     }
-#ifdef _OPENMP
-    omp_set_num_threads(settings().threads);
-#else
-    if (settings().threads != 1) {
-        std::cerr << "gamma_bench: built without OpenMP, so --tessera_threads=" << settings().threads
-                  << " is ignored and every implementation runs on one thread\n";
-        settings().threads = 1;
-    }
-#endif
+    tessera::bench::set_threads("gamma_bench", settings().threads, "every implementation");
 #if TESSERA_BENCH_HAVE_OPENCV
     // The program splits rows across OpenMP threads itself, as for every
     // other implementation, so OpenCV's own pool would only add threads.
