@@ -3,7 +3,7 @@
 // - test_image<T> is a planar or interleaved image with chosen row and
 //   plane padding inside a guarded_buffer, so tests can check that no pass
 //   writes padding or guards. Its elements start out as sentinel bytes.
-// - gamma_storage holds a γ map of each kind for a shape and returns the γ
+// - gamma_storage stores a γ map of each kind for a shape and returns the γ
 //   of any sample.
 // - taylor_tolerance and log2_exp2_tolerance are the float-versus-double
 //   bounds that gamma.hpp states.

@@ -348,10 +348,10 @@ TEST_CASE("gamma backward independent of threads", "[imaging][backward][threads]
         });
         return sums;
     };
-    const std::vector<float> one = run(1);
-    const std::vector<float> two = run(2);
+    const std::vector<float> single_thread = run(1);
+    const std::vector<float> two_threads = run(2);
     for (std::size_t c = 0; c < 3; ++c) {
-        CHECK(test::same_bits(one[c], two[c]));
+        CHECK(test::same_bits(single_thread[c], two_threads[c]));
     }
 }
 
@@ -376,6 +376,7 @@ TEST_CASE("per-pixel gradient same in both layouts", "[imaging][backward][contra
             interleaved_grad_y[p * channels + c] = upstream;
         }
     }
+
     std::vector<float> map(height * width);
     for (float& gamma : map) {
         gamma = test::uniform(rng, 0.2f, 5.0f);
@@ -393,6 +394,7 @@ TEST_CASE("per-pixel gradient same in both layouts", "[imaging][backward][contra
                            interleaved_image<const float>(interleaved_grad_y.data(), height, width, channels),
                            interleaved_image<float>(grad_x.data(), height, width, channels),
                            gamma_gradient::per_pixel({interleaved_sums.data(), height, width}));
+
     for (std::size_t p = 0; p < map.size(); ++p) {
         INFO("pixel " << p);
         CHECK(test::same_bits(planar_sums[p], interleaved_sums[p]));

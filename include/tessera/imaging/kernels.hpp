@@ -39,10 +39,10 @@ namespace tessera::imaging::kernels {
 // The input rules shared by every expansion (see reference.hpp): x ≤ 0
 // gives 0, x = +Inf gives +Inf and NaN stays NaN, whatever `y` holds.
 //
-// AVX-512 does this in one VFIXUPIMMPS: it classifies each x and picks the
-// result from a table of 4-bit tokens, one per class, from class 0 up:
-// QNaN → x (1), SNaN → quieted x (2), ±0 → +0 (8), +1 → y (0), −Inf → +0 (8),
-// +Inf → +Inf (5), negative → +0 (8), positive → y (0).
+// AVX-512 does this in one VFIXUPIMMPS. It classifies each x and picks the
+// result from a table with one 4-bit token per class. From class 0 up the
+// tokens are QNaN → x (1), SNaN → quieted x (2), ±0 → +0 (8), +1 → y (0),
+// −Inf → +0 (8), +Inf → +Inf (5), negative → +0 (8) and positive → y (0).
 template <class A>
 TESSERA_ALWAYS_INLINE xsimd::batch<float, A> apply_input_rules(const xsimd::batch<float, A>& x,
                                                                const xsimd::batch<float, A>& y)
@@ -658,9 +658,9 @@ struct expand_pixels_run {
 // per pixel lane, by C(γ, n) = C(γ, n − 1)·(γ·(1/n) − (n − 1)/n), and each of
 // the group's C sample batches takes its lanes' coefficients with one
 // variable permute per order. That replaces three operations per order and
-// sample by a permute and an FMA. The run starts at a pixel boundary; it
-// returns the pixels done, and the caller finishes the rest (fewer than N
-// pixels, or a group whose coefficients overflow float) another way.
+// sample by a permute and an FMA. The run starts at a pixel boundary, and
+// the kernel returns how many pixels it did. The caller finishes the rest
+// (fewer than N pixels, or a group whose coefficients overflow float).
 template <class A, int Order>
 struct taylor_pixel_run {
     using float_batch = xsimd::batch<float, A>;

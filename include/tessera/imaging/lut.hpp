@@ -8,7 +8,7 @@
 // gamma_correct(exact_pow{}, ...) bit for bit.
 //
 // Cost: building a table takes channels × 256 (8-bit) or channels × 65536
-// (16-bit) calls of std::pow; with one γ for the image the table has one
+// (16-bit) calls of std::pow. With one γ for the image the table has one
 // channel. Build it once and apply it to many images. A 16-bit table takes
 // 128 KiB per channel.
 #pragma once
@@ -40,8 +40,8 @@ class gamma_lut {
 public:
     static constexpr std::size_t codes = std::size_t{std::numeric_limits<Code>::max()} + 1;
 
-    // `gammas` holds one γ for all channels or one per channel; `channels`
-    // is the channel count of the images the table will be applied to.
+    // `gammas` contains one γ for all channels or one per channel.
+    // `channels` is the channel count of the images the table is applied to.
     gamma_lut(vector_view<const float> gammas, std::size_t channels) : image_channels_(channels)
     {
         constexpr const char* function = "tessera::imaging::gamma_lut";

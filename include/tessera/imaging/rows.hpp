@@ -4,7 +4,7 @@
 // row into runs of contiguous samples: one run per channel for planar
 // images, and the whole row, cut into segments, for interleaved ones.
 // gamma_reader hands out the γ of each run as a constant or as one float
-// per sample; for an interleaved image with a per-pixel map it expands
+// per sample. For an interleaved image with a per-pixel map it expands
 // each γ over the pixel's channels into a scratch buffer.
 #pragma once
 
