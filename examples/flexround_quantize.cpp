@@ -17,6 +17,7 @@
 // another .safetensors file. Exit status: 0 on success, 1 when tessera or the file reader
 // reports an error, 2 for bad usage.
 #include "command_line.hpp"
+#include "openmp_threads.hpp"
 #include "safetensors.hpp"
 
 #include <tessera/quant/flexround.hpp>
@@ -197,23 +198,6 @@ options parse_arguments(int argc, char** argv)
     return result;
 }
 
-// Sets the OpenMP thread count, which also applies to Eigen's matrix products in the learner.
-// Returns the number of threads that parallel regions will use.
-int apply_thread_count(const options& opts)
-{
-#ifdef _OPENMP
-    if (opts.threads > 0) {
-        omp_set_num_threads(opts.threads);
-    }
-    return omp_get_max_threads();
-#else
-    if (opts.threads > 1) {
-        std::fprintf(stderr, "%s: note: built without OpenMP, so --threads %d has no effect\n", program_name,
-                     opts.threads);
-    }
-    return 1;
-#endif
-}
 
 // ---------------------------------------------------------------------------------------------
 // Layers: choosing, checking and loading them
@@ -960,7 +944,8 @@ void print_json(const options& opts, int threads, const std::vector<layer_result
 
 int run(const options& opts)
 {
-    const int threads = apply_thread_count(opts);
+    // The thread count also applies to Eigen's matrix products in the learner.
+    const int threads = openmp_threads::apply_thread_count(opts.threads, program_name);
     const safetensors::file file = open_file(opts.file);
     const std::vector<layer_plan> plans = plan_layers(file, opts);
 

@@ -29,6 +29,8 @@
 // Exit status: 0 on success, 1 when reading or writing a file fails or tessera reports an
 // error, 2 for bad usage.
 #include "command_line.hpp"
+#include "openmp_threads.hpp"
+#include "json_object.hpp"
 #include "png_io.hpp"
 
 #include <tessera/imaging/gamma.hpp>
@@ -93,6 +95,9 @@ using command_line::argument_reader;
 using command_line::parse_integer;
 using command_line::parse_number;
 using command_line::usage_error;
+using json::json_number;
+using json::json_object;
+using json::json_string;
 
 struct options {
     std::string input = default_photo;
@@ -252,22 +257,6 @@ options parse_arguments(int argc, char** argv)
     return result;
 }
 
-// Sets the OpenMP thread count and returns the number of threads parallel regions will use.
-int apply_thread_count(const options& opts)
-{
-#ifdef _OPENMP
-    if (opts.threads > 0) {
-        omp_set_num_threads(opts.threads);
-    }
-    return omp_get_max_threads();
-#else
-    if (opts.threads > 1 && !opts.json) {
-        std::fprintf(stderr, "%s: note: built without OpenMP, so --threads %d has no effect\n", program_name,
-                     opts.threads);
-    }
-    return 1;
-#endif
-}
 
 // Creates the output folder if it is missing, before the image work starts.
 void prepare_output_folder(const std::string& folder)
@@ -851,53 +840,6 @@ void print_table(const options& opts, const report& result)
                 opts.out_dir.c_str(), result.original_file.c_str(), result.gamma_file.c_str());
 }
 
-std::string json_string(const std::string& text)
-{
-    std::string out = "\"";
-    for (const char c : text) {
-        const auto byte = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += c;
-        } else if (byte < 0x20) {
-            char escaped[8];
-            std::snprintf(escaped, sizeof escaped, "\\u%04x", byte);
-            out += escaped;
-        } else {
-            out += c;
-        }
-    }
-    return out + "\"";
-}
-
-// A number, or null for NaN and ±Inf, which JSON cannot represent.
-std::string json_number(double value)
-{
-    if (!std::isfinite(value)) {
-        return "null";
-    }
-    char buffer[32];
-    std::snprintf(buffer, sizeof buffer, "%.10g", value);
-    return buffer;
-}
-
-// Collects "key": value pairs and formats them as one JSON object on one line.
-class json_object {
-public:
-    json_object& add(const std::string& key, const std::string& raw_value)
-    {
-        text_ += (text_.empty() ? "" : ", ") + json_string(key) + ": " + raw_value;
-        return *this;
-    }
-    json_object& add_string(const std::string& key, const std::string& value) { return add(key, json_string(value)); }
-    json_object& add_number(const std::string& key, double value) { return add(key, json_number(value)); }
-
-    std::string text() const { return "{" + text_ + "}"; }
-
-private:
-    std::string text_;
-};
-
 std::string json_path(const path_result& row)
 {
     json_object object;
@@ -992,7 +934,7 @@ png_io::rgb_image read_input(const std::string& path)
 
 int run(const options& opts)
 {
-    const int threads = apply_thread_count(opts);
+    const int threads = openmp_threads::apply_thread_count(opts.threads, program_name, opts.json);
     report result;
     result.input = opts.input;
     result.source = read_input(opts.input);

@@ -2,12 +2,14 @@
 # Build the examples in Release mode and run them with their default arguments:
 # flexround_quantize (FlexRound on three layers of all-MiniLM-L6-v2), then lowlight_enhance
 # (gamma correction of a darkened photograph), which writes its PNG files to
-# $TESSERA_DEMO_BUILD_DIR/lowlight. Missing Debian or Ubuntu packages are installed first
-# (cmake/install-deps.sh).
+# $TESSERA_DEMO_BUILD_DIR/lowlight, then document_retrieval (document vectors, search and
+# passage reranking on embedded documentation pages). Missing Debian or Ubuntu packages are
+# installed first (cmake/install-deps.sh).
 #
-# Usage: examples/run-demo.sh                          run both examples
-#        examples/run-demo.sh EXAMPLE [arguments...]   run one example, flexround_quantize or
-#                                                      lowlight_enhance, with these arguments
+# Usage: examples/run-demo.sh                          run the three examples
+#        examples/run-demo.sh EXAMPLE [arguments...]   run one example, flexround_quantize,
+#                                                      lowlight_enhance or document_retrieval,
+#                                                      with these arguments
 #        examples/run-demo.sh --option [arguments...]  run flexround_quantize with these arguments
 # lowlight_enhance writes to the same folder unless the arguments give another --out.
 # Environment:
@@ -20,11 +22,11 @@ build_dir="${TESSERA_DEMO_BUILD_DIR:-$source_dir/build/demo}"
 build_dir="$(realpath -m -- "$build_dir")"
 lowlight_out="$build_dir/lowlight"
 
-examples=(flexround_quantize lowlight_enhance)
+examples=(flexround_quantize lowlight_enhance document_retrieval)
 arguments=()
 if [[ $# -gt 0 ]]; then
   case "$1" in
-    flexround_quantize | lowlight_enhance)
+    flexround_quantize | lowlight_enhance | document_retrieval)
       examples=("$1")
       shift
       ;;
@@ -32,7 +34,8 @@ if [[ $# -gt 0 ]]; then
       examples=(flexround_quantize)
       ;;
     *)
-      echo "run-demo: unknown example '$1'; choose flexround_quantize or lowlight_enhance" >&2
+      echo "run-demo: unknown example '$1'; choose flexround_quantize, lowlight_enhance or" \
+        "document_retrieval" >&2
       exit 2
       ;;
   esac
@@ -78,7 +81,7 @@ for example in "${examples[@]}"; do
     mkdir -p -- "$lowlight_out"
     command+=(--out "$lowlight_out")
   fi
-  # Arguments go only to a single selected example; two examples run with their defaults.
+  # Arguments go only to a single selected example; several examples run with their defaults.
   if [[ ${#examples[@]} -eq 1 ]]; then
     command+=("${arguments[@]}")
   fi

@@ -8,8 +8,8 @@
 // F32, F16, BF16 and F64 tensors to float. Like the reference
 // implementation (Hugging Face's safetensors crate), it rejects tensors
 // whose byte ranges overlap and files whose tensors leave bytes of the
-// data section unused. It is example code, not part of the installed
-// library.
+// data section unused. I64 tensors are read with read_int64. It is
+// example code, not part of the installed library.
 #pragma once
 
 #include <algorithm>
@@ -70,6 +70,9 @@ public:
     std::vector<float> read_float(const std::string& name) const
     {
         const tensor_info& tensor = info(name);
+        if (tensor.dtype == "I64") {
+            fail("tensor '" + name + "' has dtype I64; read it with read_int64");
+        }
         const char* data = bytes_.data() + data_offset_ + tensor.begin;
         const std::size_t count = element_count(tensor);
         std::vector<float> values(count);
@@ -91,6 +94,23 @@ public:
                 const auto half = static_cast<std::uint16_t>(load_little_endian(data + 2 * i, 2));
                 values[i] = bfloat16 ? bfloat16_to_float(half) : float16_to_float(half);
             }
+        }
+        return values;
+    }
+
+    // Returns the elements of an I64 tensor in row-major order.
+    std::vector<std::int64_t> read_int64(const std::string& name) const
+    {
+        const tensor_info& tensor = info(name);
+        if (tensor.dtype != "I64") {
+            fail("tensor '" + name + "' has dtype " + tensor.dtype + ", expected I64");
+        }
+        const char* data = bytes_.data() + data_offset_ + tensor.begin;
+        const std::size_t count = element_count(tensor);
+        std::vector<std::int64_t> values(count);
+        for (std::size_t i = 0; i < count; ++i) {
+            const std::uint64_t bits = load_little_endian(data + 8 * i, 8);
+            std::memcpy(&values[i], &bits, 8);
         }
         return values;
     }
@@ -405,7 +425,7 @@ private:
     static std::size_t dtype_size(const std::string& dtype)
     {
         if (dtype == "F32") return 4;
-        if (dtype == "F64") return 8;
+        if (dtype == "F64" || dtype == "I64") return 8;
         if (dtype == "F16" || dtype == "BF16") return 2;
         return 0;
     }
@@ -423,7 +443,7 @@ private:
     {
         const std::size_t size = dtype_size(tensor.dtype);
         if (size == 0) {
-            fail("tensor '" + name + "' has dtype " + tensor.dtype + "; supported are F32, F64, F16 and BF16");
+            fail("tensor '" + name + "' has dtype " + tensor.dtype + "; supported are F32, F64, F16, BF16 and I64");
         }
         std::size_t count = 1;
         for (std::size_t extent : tensor.shape) {

@@ -15,3 +15,5 @@
 #include "quant/flexround.hpp"
 #include "quant/init.hpp"
 #include "quant/learner.hpp"
+#include "retrieval/pooling.hpp"
+#include "retrieval/search.hpp"

@@ -75,4 +75,33 @@ void parallel_for_chunks(std::size_t count, std::size_t chunk, Body&& body)
     }
 }
 
+// Calls body(thread, task) for every task in [0, count), spread over up to
+// `threads` OpenMP threads with dynamic scheduling; thread is in
+// [0, threads). Use it only where the result does not depend on which
+// thread runs which task, for example when per-thread partial results are
+// combined by an operation that ignores grouping and order.
+template <class Body>
+void parallel_for_tasks(std::size_t count, int threads, Body&& body)
+{
+#if TESSERA_USE_OPENMP
+    if (count > 1 && threads > 1) {
+        const auto signed_count = static_cast<std::ptrdiff_t>(count);
+#  pragma omp parallel num_threads(threads)
+        {
+            const int thread = omp_get_thread_num();
+#  pragma omp for schedule(dynamic, 1)
+            for (std::ptrdiff_t task = 0; task < signed_count; ++task) {
+                body(thread, static_cast<std::size_t>(task));
+            }
+        }
+        return;
+    }
+#else
+    (void)threads;
+#endif
+    for (std::size_t task = 0; task < count; ++task) {
+        body(0, task);
+    }
+}
+
 } // namespace tessera

@@ -67,6 +67,21 @@ struct matrix_view {
 
 namespace detail {
 
+// Whether an optional output was passed: only a default-constructed view
+// (null and empty) means "not requested", so a view of the wrong shape is
+// reported instead of silently skipped.
+template <class T>
+constexpr bool requested(const matrix_view<T>& view)
+{
+    return view.data != nullptr || view.rows != 0 || view.cols != 0;
+}
+
+template <class T>
+constexpr bool requested(const vector_view<T>& view)
+{
+    return view.data != nullptr || view.size != 0;
+}
+
 // Validates a view argument: a null pointer is allowed only for an empty
 // view, the row stride must cover a row, and the last element's offset must
 // fit in std::size_t. `function` and `name` go into the message.

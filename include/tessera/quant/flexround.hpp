@@ -101,14 +101,7 @@ inline constexpr int max_tie_window_ulp = 2 * max_exp_ulp + 1;
 
 namespace detail {
 
-// Whether an optional output was passed: only a default-constructed view
-// (null, 0 × 0) means "not requested", so a view of the wrong shape is
-// reported instead of silently skipped.
-template <class T>
-bool requested(const matrix_view<T>& view)
-{
-    return view.data != nullptr || view.rows != 0 || view.cols != 0;
-}
+using tessera::detail::requested;
 
 template <class Code>
 void check_code_type(const quant_grid& grid, const char* function, const char* name)

@@ -1,9 +1,10 @@
-// The consumer program of the packaging tests: a user's first FlexRound and
-// gamma-correction program, built against tessera through tessera::tessera
-// (installed or added with add_subdirectory). It quantizes a small weight
-// to 4-bit codes with round-to-nearest, learns FlexRound scales on random
-// calibration inputs, applies a gamma lookup table to an 8-bit image, and
-// checks the results it can know exactly.
+// The consumer program of the packaging tests: a user's first FlexRound,
+// gamma-correction and retrieval program, built against tessera through
+// tessera::tessera (installed or added with add_subdirectory). It quantizes
+// a small weight to 4-bit codes with round-to-nearest, learns FlexRound
+// scales on random calibration inputs, applies a gamma lookup table to an
+// 8-bit image, pools passages into documents and searches them, and checks
+// the results it can know exactly.
 
 #include <tessera/tessera.hpp>
 
@@ -15,6 +16,7 @@
 
 namespace quant = tessera::quant;
 namespace imaging = tessera::imaging;
+namespace retrieval = tessera::retrieval;
 
 namespace {
 
@@ -34,6 +36,41 @@ bool gamma_codes_ok()
     std::printf("tessera consumer: gamma 0.5 of codes 0, 64, 255 gives %d, %d, %d\n", table_out[0], table_out[1],
                 table_out[2]);
     return table_out == expected && series_out == expected;
+}
+
+// Two documents of passages along the axes: document 0 has passages e0 and
+// e1, document 1 has e2. Mean pooling gives (0.5, 0.5, 0) and (0, 0, 1), so
+// the query e2 + 0.1·e0 finds document 1 first and the query e0 finds
+// document 0, and its best passage there is row 0.
+bool retrieval_ok()
+{
+    const std::vector<float> passages = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+    const std::vector<std::int64_t> offsets = {0, 2, 3};
+    std::vector<float> documents(2 * 3);
+    retrieval::segment_pool(tessera::matrix_view<const float>(passages.data(), 3, 3),
+                            tessera::vector_view<const std::int64_t>(offsets.data(), 3),
+                            tessera::matrix_view<float>(documents.data(), 2, 3));
+
+    const std::vector<float> queries = {0.1f, 0, 1, 1, 0, 0};
+    std::vector<float> top_scores(2 * 2);
+    std::vector<std::int64_t> top_indices(2 * 2);
+    retrieval::search(tessera::matrix_view<const float>(queries.data(), 2, 3),
+                      tessera::matrix_view<const float>(documents.data(), 2, 3),
+                      tessera::matrix_view<float>(top_scores.data(), 2, 2),
+                      tessera::matrix_view<std::int64_t>(top_indices.data(), 2, 2), retrieval::metric::cosine);
+
+    std::vector<std::int64_t> best_passage(2);
+    std::vector<float> best_score(2);
+    retrieval::rerank_passages(tessera::matrix_view<const float>(queries.data(), 2, 3),
+                               tessera::matrix_view<const float>(passages.data(), 3, 3),
+                               tessera::vector_view<const std::int64_t>(offsets.data(), 3),
+                               tessera::matrix_view<const std::int64_t>(top_indices.data(), 2, 1),
+                               tessera::matrix_view<std::int64_t>(best_passage.data(), 2, 1),
+                               tessera::matrix_view<float>(best_score.data(), 2, 1));
+    std::printf("tessera consumer: top documents %lld and %lld, best passage of the second query %lld\n",
+                static_cast<long long>(top_indices[0]), static_cast<long long>(top_indices[2]),
+                static_cast<long long>(best_passage[1]));
+    return top_indices == std::vector<std::int64_t>{1, 0, 0, 1} && best_passage[1] == 0;
 }
 
 } // namespace
@@ -92,6 +129,10 @@ int main()
     }
     if (!gamma_codes_ok()) {
         std::printf("tessera consumer: unexpected gamma codes\n");
+        return 1;
+    }
+    if (!retrieval_ok()) {
+        std::printf("tessera consumer: unexpected retrieval results\n");
         return 1;
     }
     std::printf("tessera consumer: ok\n");

@@ -1,0 +1,407 @@
+// Tests of scoring, top-k, fused search, passage reranking and MaxSim.
+#include "test_support.hpp"
+
+#include <tessera/retrieval/reference.hpp>
+#include <tessera/retrieval/search.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+using namespace tessera;
+using namespace tessera::test;
+using retrieval::metric;
+
+namespace {
+
+constexpr float nan_value = std::numeric_limits<float>::quiet_NaN();
+constexpr float infinity = std::numeric_limits<float>::infinity();
+
+// A [rows × dim] matrix with a padded row stride and an unaligned start, values in [-1, 1].
+guarded_matrix<float> random_matrix(std::size_t rows, std::size_t dim, std::mt19937& rng)
+{
+    guarded_matrix<float> matrix(rows, dim, dim + 1, 1);
+    for (std::size_t r = 0; r < rows; ++r) {
+        for (std::size_t c = 0; c < dim; ++c) {
+            matrix(r, c) = uniform(rng, -1.0f, 1.0f);
+        }
+    }
+    return matrix;
+}
+
+// Checks `got` (the kernel's score of q and d) against the double reference
+// with the bound of the contract in search.hpp, and against the 1e-6
+// relative accuracy asked of the library on these test inputs.
+void check_score(float got, const float* q, const float* d, std::size_t dim, metric kind, std::size_t lanes)
+{
+    const double gamma = retrieval::dot_error_factor(dim, lanes);
+    const double scale = retrieval::reference::absolute_dot(q, d, dim);
+    if (kind == metric::dot) {
+        const double expected = retrieval::reference::dot(q, d, dim);
+        const double error = std::fabs(static_cast<double>(got) - expected);
+        INFO("dot: got " << got << ", expected " << expected << ", error " << error << ", bound " << gamma * scale);
+        REQUIRE(error <= gamma * scale);
+        REQUIRE(error <= 1e-6 * scale);
+    } else {
+        const double expected = retrieval::reference::cosine(q, d, dim);
+        const double norms = std::sqrt(retrieval::reference::dot(q, q, dim) * retrieval::reference::dot(d, d, dim));
+        const double relative_scale = norms == 0.0 ? 0.0 : scale / norms;
+        // First-order bound of the contract, with 1% for the second-order terms.
+        const double bound =
+            1.01 * (gamma * relative_scale + (gamma + 4.0 * std::ldexp(1.0, -24)) * std::fabs(expected));
+        const double error = std::fabs(static_cast<double>(got) - expected);
+        INFO("cosine: got " << got << ", expected " << expected << ", error " << error << ", bound " << bound);
+        REQUIRE(error <= bound);
+        REQUIRE(error <= 1e-6 * (relative_scale + std::fabs(expected)));
+    }
+}
+
+} // namespace
+
+TEST_CASE("score matches reference on every arch", "[retrieval][search]")
+{
+    std::mt19937 rng(11);
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        for (std::size_t dim : {1, 3, 4, 7, 15, 16, 17, 48, 64, 80, 96, 100, 112, 384}) {
+            for (std::size_t queries : {1, 2, 3, 5, 9}) {
+                const std::size_t documents = 13 + queries;
+                const auto q = random_matrix(queries, dim, rng);
+                const auto d = random_matrix(documents, dim, rng);
+                for (metric kind : {metric::dot, metric::cosine}) {
+                    INFO("dim " << dim << ", queries " << queries << ", metric " << retrieval::to_string(kind));
+                    guarded_matrix<float> scores(queries, documents, documents + 2, 3);
+                    retrieval::score<A>(q.const_view(), d.const_view(), scores.view(), kind);
+                    REQUIRE(scores.outside_intact());
+                    for (std::size_t i = 0; i < queries; ++i) {
+                        for (std::size_t j = 0; j < documents; ++j) {
+                            INFO("query " << i << ", document " << j);
+                            check_score(scores(i, j), &q(i, 0), &d(j, 0), dim, kind, float_lanes<A>);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+TEST_CASE("cosine of zero vectors is zero", "[retrieval][search]")
+{
+    const std::size_t dim = 20;
+    std::vector<float> q(2 * dim, 0.5f);
+    std::vector<float> d(3 * dim, 0.25f);
+    std::fill(q.begin(), q.begin() + dim, 0.0f);          // query 0 is zero
+    std::fill(d.begin() + dim, d.begin() + 2 * dim, 0.0f);  // document 1 is zero
+    d[2 * dim + 4] = nan_value;                           // document 2 has a NaN
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        std::vector<float> scores(6, -7.0f);
+        retrieval::score<A>(matrix_view<const float>(q.data(), 2, dim), matrix_view<const float>(d.data(), 3, dim),
+                            matrix_view<float>(scores.data(), 2, 3), metric::cosine);
+        REQUIRE(scores[0] == 0.0f);
+        REQUIRE(scores[1] == 0.0f);
+        REQUIRE(scores[2] == 0.0f);  // a zero query scores 0 even against NaN
+        REQUIRE(scores[3] == Approx(1.0f).epsilon(1e-6));
+        REQUIRE(scores[4] == 0.0f);
+        REQUIRE(std::isnan(scores[5]));
+    });
+}
+
+TEST_CASE("top_k matches a full sort", "[retrieval][search]")
+{
+    std::mt19937 rng(3);
+    const std::size_t rows = 7;
+    const std::size_t cols = 300;
+    std::vector<float> scores(rows * cols);
+    for (std::size_t i = 0; i < scores.size(); ++i) {
+        // Few distinct values, so many ties; some NaN and infinities.
+        const int kind = uniform_int(rng, 0, 40);
+        scores[i] = kind == 0   ? nan_value
+                    : kind == 1 ? infinity
+                    : kind == 2 ? -infinity
+                                : static_cast<float>(uniform_int(rng, -5, 5)) * 0.5f;
+    }
+    // Row 5 is all NaN and row 6 has three candidates, so k exceeds them.
+    std::fill(scores.begin() + 5 * cols, scores.begin() + 6 * cols, nan_value);
+    std::fill(scores.begin() + 6 * cols, scores.end(), nan_value);
+    scores[6 * cols + 10] = 1.0f;
+    scores[6 * cols + 4] = 1.0f;
+    scores[6 * cols + 200] = -infinity;
+    const matrix_view<const float> view(scores.data(), rows, cols);
+    for (std::size_t k : {1, 2, 10, 64, 299, 300, 301, 400}) {
+        INFO("k " << k);
+        guarded_matrix<float> top_scores(rows, k, k + 1, 1);
+        guarded_matrix<std::int64_t> top_indices(rows, k, k, 0);
+        retrieval::top_k(view, top_scores.view(), top_indices.view());
+        REQUIRE(top_scores.outside_intact());
+        REQUIRE(top_indices.outside_intact());
+        std::vector<float> expected_scores(rows * k);
+        std::vector<std::int64_t> expected_indices(rows * k);
+        retrieval::reference::top_k(view, k, matrix_view<float>(expected_scores.data(), rows, k),
+                                    matrix_view<std::int64_t>(expected_indices.data(), rows, k));
+        for (std::size_t i = 0; i < rows; ++i) {
+            for (std::size_t t = 0; t < k; ++t) {
+                INFO("row " << i << ", place " << t);
+                REQUIRE(top_indices(i, t) == expected_indices[i * k + t]);
+                REQUIRE(same_bits(top_scores(i, t), expected_scores[i * k + t]));
+            }
+        }
+    }
+    // Row 6: the tie at 1.0 goes to the lower index, then −∞ is a real candidate, then filler.
+    std::vector<float> top_scores(rows * 5);
+    std::vector<std::int64_t> top_indices(rows * 5);
+    retrieval::top_k(view, matrix_view<float>(top_scores.data(), rows, 5),
+                     matrix_view<std::int64_t>(top_indices.data(), rows, 5));
+    REQUIRE(std::vector<std::int64_t>(top_indices.begin() + 30, top_indices.end()) ==
+            std::vector<std::int64_t>{4, 10, 200, -1, -1});
+    REQUIRE(std::vector<std::int64_t>(top_indices.begin() + 25, top_indices.begin() + 30) ==
+            std::vector<std::int64_t>{-1, -1, -1, -1, -1});
+}
+
+TEST_CASE("search equals score then top_k", "[retrieval][search]")
+{
+    std::mt19937 rng(17);
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        for (std::size_t dim : {5, 16, 48, 100}) {
+            for (std::size_t queries : {1, 3, 70}) {
+                const std::size_t documents = 1500;
+                auto q = random_matrix(queries, dim, rng);
+                auto d = random_matrix(documents, dim, rng);
+                // Duplicated documents tie exactly, a NaN document is never selected, and a
+                // zero document scores 0 under cosine.
+                for (std::size_t c = 0; c < dim; ++c) {
+                    d(900, c) = d(3, c);
+                    d(901, c) = d(3, c);
+                    d(7, c) = 0.0f;
+                }
+                d(10, dim / 2) = nan_value;
+                for (metric kind : {metric::dot, metric::cosine}) {
+                    for (std::size_t k : {1, 10, 1600}) {
+                        INFO("dim " << dim << ", queries " << queries << ", metric " << retrieval::to_string(kind)
+                                    << ", k " << k);
+                        std::vector<float> scores(queries * documents);
+                        retrieval::score<A>(q.const_view(), d.const_view(),
+                                            matrix_view<float>(scores.data(), queries, documents), kind);
+                        std::vector<float> expected_scores(queries * k);
+                        std::vector<std::int64_t> expected_indices(queries * k);
+                        retrieval::top_k<A>(matrix_view<const float>(scores.data(), queries, documents),
+                                            matrix_view<float>(expected_scores.data(), queries, k),
+                                            matrix_view<std::int64_t>(expected_indices.data(), queries, k));
+
+                        for (int threads : {1, 2, 3}) {
+                            guarded_matrix<float> top_scores(queries, k, k + 3, 2);
+                            guarded_matrix<std::int64_t> top_indices(queries, k);
+                            with_threads(threads, [&] {
+                                retrieval::search<A>(q.const_view(), d.const_view(), top_scores.view(),
+                                                     top_indices.view(), kind);
+                            });
+                            REQUIRE(top_scores.outside_intact());
+                            REQUIRE(top_indices.outside_intact());
+                            for (std::size_t i = 0; i < queries; ++i) {
+                                INFO("threads " << threads << ", query " << i);
+                                const std::vector<std::int64_t> got(&top_indices(i, 0), &top_indices(i, 0) + k);
+                                const std::vector<std::int64_t> want(expected_indices.begin() + i * k,
+                                                                     expected_indices.begin() + (i + 1) * k);
+                                REQUIRE(got == want);
+                                REQUIRE(std::memcmp(&top_scores(i, 0), &expected_scores[i * k], k * sizeof(float)) ==
+                                        0);
+                                REQUIRE(std::find(got.begin(), got.end(), 10) == got.end());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+TEST_CASE("search with no queries, no documents or k 0", "[retrieval][search]")
+{
+    std::vector<float> rows(8, 1.0f);
+    std::vector<float> top_scores(4, 7.0f);
+    std::vector<std::int64_t> top_indices(4, 7);
+    retrieval::search(matrix_view<const float>(rows.data(), 2, 4), matrix_view<const float>(rows.data(), 0, 4),
+                      matrix_view<float>(top_scores.data(), 2, 2), matrix_view<std::int64_t>(top_indices.data(), 2, 2));
+    REQUIRE(top_indices == std::vector<std::int64_t>(4, -1));
+    REQUIRE(top_scores == std::vector<float>(4, -infinity));
+    retrieval::search(matrix_view<const float>(rows.data(), 2, 4), matrix_view<const float>(rows.data(), 2, 4),
+                      matrix_view<float>(top_scores.data(), 2, 0), matrix_view<std::int64_t>(top_indices.data(), 2, 0));
+    retrieval::search(matrix_view<const float>(rows.data(), 0, 4), matrix_view<const float>(rows.data(), 2, 4),
+                      matrix_view<float>(top_scores.data(), 0, 2), matrix_view<std::int64_t>(top_indices.data(), 0, 2));
+}
+
+TEST_CASE("search NaN query scores nothing", "[retrieval][search]")
+{
+    std::mt19937 rng(5);
+    auto q = random_matrix(3, 24, rng);
+    const auto d = random_matrix(50, 24, rng);
+    q(1, 5) = nan_value;
+    std::vector<float> top_scores(3 * 4);
+    std::vector<std::int64_t> top_indices(3 * 4);
+    retrieval::search(q.const_view(), d.const_view(), matrix_view<float>(top_scores.data(), 3, 4),
+                      matrix_view<std::int64_t>(top_indices.data(), 3, 4), metric::cosine);
+    for (std::size_t t = 0; t < 4; ++t) {
+        REQUIRE(top_indices[t] >= 0);
+        REQUIRE(top_indices[4 + t] == -1);
+        REQUIRE(top_indices[8 + t] >= 0);
+    }
+}
+
+TEST_CASE("rerank_passages finds the best passage", "[retrieval][search]")
+{
+    std::mt19937 rng(23);
+    const std::size_t dim = 40;
+    const std::vector<std::int64_t> offsets = {0, 3, 3, 10, 11, 30, 36};  // document 1 is empty
+    const std::size_t passage_count = 38;                                 // two rows belong to no document
+    auto passages = random_matrix(passage_count, dim, rng);
+    for (std::size_t c = 0; c < dim; ++c) {
+        passages(5, c) = passages(8, c);  // a tie inside document 2: row 5 must win
+        passages(31, c) = nan_value;      // a NaN passage is skipped
+    }
+    const auto queries = random_matrix(4, dim, rng);
+    const std::vector<std::int64_t> documents = {2, 0, 1, -1, 5, 4, 3, 2, 0, 0, 5, 5, 4, 4, 4, 4};
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        for (metric kind : {metric::dot, metric::cosine}) {
+            INFO("metric " << retrieval::to_string(kind));
+            std::vector<float> scores(4 * passage_count);
+            retrieval::score<A>(queries.const_view(), passages.const_view(),
+                                matrix_view<float>(scores.data(), 4, passage_count), kind);
+
+            guarded_matrix<std::int64_t> best_passage(4, 4);
+            guarded_matrix<float> best_score(4, 4, 5, 1);
+            retrieval::rerank_passages<A>(queries.const_view(), passages.const_view(),
+                                          vector_view<const std::int64_t>(offsets.data(), offsets.size()),
+                                          matrix_view<const std::int64_t>(documents.data(), 4, 4),
+                                          best_passage.view(), best_score.view(), kind);
+            REQUIRE(best_passage.outside_intact());
+            REQUIRE(best_score.outside_intact());
+
+            std::vector<std::int64_t> reference_passage(16);
+            std::vector<double> reference_score(16);
+            retrieval::reference::rerank_passages(
+                queries.const_view(), passages.const_view(),
+                vector_view<const std::int64_t>(offsets.data(), offsets.size()),
+                matrix_view<const std::int64_t>(documents.data(), 4, 4), kind == metric::cosine,
+                matrix_view<std::int64_t>(reference_passage.data(), 4, 4),
+                matrix_view<double>(reference_score.data(), 4, 4));
+
+            for (std::size_t i = 0; i < 4; ++i) {
+                for (std::size_t t = 0; t < 4; ++t) {
+                    INFO("query " << i << ", place " << t);
+                    const std::int64_t id = documents[i * 4 + t];
+                    // Brute force over the kernel's own scores gives the exact expected result.
+                    std::int64_t best_row = -1;
+                    float best = -infinity;
+                    if (id >= 0) {
+                        for (auto r = static_cast<std::size_t>(offsets[id]); r < static_cast<std::size_t>(offsets[id + 1]);
+                             ++r) {
+                            const float value = scores[i * passage_count + r];
+                            if (!std::isnan(value) && (best_row < 0 || value > best)) {
+                                best = value;
+                                best_row = static_cast<std::int64_t>(r);
+                            }
+                        }
+                    }
+                    REQUIRE(best_passage(i, t) == best_row);
+                    REQUIRE(same_bits(best_score(i, t), best));
+                    // The double reference picks the same passage on these well-separated inputs.
+                    REQUIRE(reference_passage[i * 4 + t] == best_row);
+                    REQUIRE(best_passage(i, t) != 5 + 3);
+                    REQUIRE(best_passage(i, t) != 31);
+                }
+            }
+        }
+    });
+}
+
+TEST_CASE("maxsim matches reference", "[retrieval][search]")
+{
+    std::mt19937 rng(31);
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        for (std::size_t dim : {8, 19, 128}) {
+            for (std::size_t query_tokens : {0, 1, 5, 32}) {
+                const std::vector<std::int64_t> offsets = {0, 7, 7, 8, 40, 168};
+                const auto documents = random_matrix(170, dim, rng);
+                const auto query = random_matrix(query_tokens, dim, rng);
+                guarded_buffer<float> scores(5, 1);
+                retrieval::maxsim<A>(query.const_view(), documents.const_view(),
+                                     vector_view<const std::int64_t>(offsets.data(), offsets.size()),
+                                     vector_view<float>(scores.data(), 5));
+                REQUIRE(scores.guards_intact());
+                std::vector<double> expected;
+                retrieval::reference::maxsim(query.const_view(), documents.const_view(),
+                                             vector_view<const std::int64_t>(offsets.data(), offsets.size()),
+                                             expected);
+                for (std::size_t d = 0; d < 5; ++d) {
+                    INFO("dim " << dim << ", query tokens " << query_tokens << ", document " << d << ": got "
+                                << scores[d] << ", expected " << expected[d]);
+                    if (query_tokens == 0) {
+                        REQUIRE(scores[d] == 0.0f);
+                    } else if (d == 1) {
+                        REQUIRE(scores[d] == -infinity);
+                    } else {
+                        // Each maximum is within the dot bound of the largest |q·d| sum it could come
+                        // from, plus one rounding of the total.
+                        double bound = 0.0;
+                        for (std::size_t i = 0; i < query_tokens; ++i) {
+                            double largest = 0.0;
+                            for (auto j = static_cast<std::size_t>(offsets[d]);
+                                 j < static_cast<std::size_t>(offsets[d + 1]); ++j) {
+                                largest = std::max(largest, retrieval::reference::absolute_dot(&query(i, 0),
+                                                                                               &documents(j, 0), dim));
+                            }
+                            bound += retrieval::dot_error_factor(dim, float_lanes<A>) * largest;
+                        }
+                        bound += std::ldexp(std::fabs(expected[d]), -24);
+                        REQUIRE(std::fabs(static_cast<double>(scores[d]) - expected[d]) <= bound);
+                    }
+                }
+            }
+        }
+    });
+}
+
+TEST_CASE("maxsim NaN stays in its document", "[retrieval][search]")
+{
+    std::mt19937 rng(37);
+    auto documents = random_matrix(30, 16, rng);
+    const auto query = random_matrix(4, 16, rng);
+    documents(12, 3) = nan_value;  // document 1 (rows 10 to 19)
+    const std::vector<std::int32_t> offsets = {0, 10, 20, 30};
+    std::vector<float> scores(3);
+    retrieval::maxsim(query.const_view(), documents.const_view(),
+                      vector_view<const std::int32_t>(offsets.data(), offsets.size()),
+                      vector_view<float>(scores.data(), 3));
+    REQUIRE(std::isfinite(scores[0]));
+    REQUIRE(std::isnan(scores[1]));
+    REQUIRE(std::isfinite(scores[2]));
+}
+
+TEST_CASE("scores same bits for any thread count", "[retrieval][search]")
+{
+    if (!openmp_enabled()) {
+        SUCCEED("built without OpenMP");
+        return;
+    }
+    std::mt19937 rng(41);
+    const auto q = random_matrix(70, 33, rng);
+    const auto d = random_matrix(5000, 33, rng);
+    std::vector<std::vector<float>> results;
+    for (int threads : {1, 2, 4}) {
+        std::vector<float> scores(70 * 5000);
+        with_threads(threads, [&] {
+            retrieval::score(q.const_view(), d.const_view(), matrix_view<float>(scores.data(), 70, 5000),
+                             metric::cosine);
+        });
+        results.push_back(scores);
+    }
+    REQUIRE(std::memcmp(results[0].data(), results[1].data(), results[0].size() * sizeof(float)) == 0);
+    REQUIRE(std::memcmp(results[0].data(), results[2].data(), results[0].size() * sizeof(float)) == 0);
+}
