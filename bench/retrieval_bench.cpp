@@ -4,7 +4,7 @@
 //
 // Workloads (data uniform in [-1, 1] from a fixed seed):
 //   pool_{mean,max}_d{384,768}  100 000 passage rows into documents whose
-//                               lengths cycle 1, 2, ..., 32 (6 061 documents);
+//                               lengths cycle 1, 2, ..., 32 (6 068 documents);
 //   search_top10_q{1,64}        top-10 cosine search of 1 or 64 queries over
 //                               1 000 000 × 384 L2-normalised document vectors;
 //   maxsim_q32_t128             one query of 32 tokens against 1 000 documents
