@@ -32,8 +32,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,7 +61,8 @@ struct options {
     bool json = false;
     int threads = 0;  // 0: OpenMP's default
     std::string corpus = std::string(TESSERA_EXAMPLE_DATA_DIR) + "/retrieval_corpus.safetensors";
-    std::string titles = std::string(TESSERA_EXAMPLE_DATA_DIR) + "/retrieval_titles.txt";
+    std::optional<std::string> titles;  // default: the bundled titles, unless --corpus is given
+    bool corpus_given = false;
 };
 
 void print_help()
@@ -73,7 +76,8 @@ void print_help()
         "  --corpus FILE   safetensors file with passages.embedding [P, D], documents.offsets\n"
         "                  [N + 1] (I64), queries.embedding [Q, D], queries.document and\n"
         "                  queries.passage [Q] (I64)\n"
-        "  --titles FILE   document titles, one per line (optional; '' to skip)\n"
+        "  --titles FILE   document titles, one per line; '' for none (default: the bundled\n"
+        "                  titles without --corpus, none with it)\n"
         "  --threads N     OpenMP threads, 1 to 1024 (default: OpenMP's default)\n"
         "  --json          print one JSON document instead of the table\n"
         "  --help          print this help\n",
@@ -96,6 +100,7 @@ options parse_arguments(int argc, char** argv)
             result.threads = static_cast<int>(parse_integer(reader.value(option), option, 1, 1024));
         } else if (option == "--corpus") {
             result.corpus = reader.value(option);
+            result.corpus_given = true;
         } else if (option == "--titles") {
             result.titles = reader.value(option);
         } else {
@@ -165,6 +170,20 @@ corpus load_corpus(const options& opts)
         throw std::runtime_error(opts.corpus + ": documents.offsets needs at least 2 entries and queries.document "
                                                "and queries.passage one entry per query");
     }
+    if (data.query_count == 0) {
+        throw std::runtime_error(opts.corpus + " has no queries, so there is nothing to retrieve or evaluate");
+    }
+    // The offsets are checked here, before the query labels that index them, so that a broken
+    // offset table is reported as such (segment_pool would reject it later as well).
+    if (data.offsets.front() != 0 || static_cast<std::size_t>(data.offsets.back()) != data.passage_count) {
+        throw std::runtime_error(opts.corpus + ": documents.offsets must start at 0 and end at the passage count " +
+                                 std::to_string(data.passage_count));
+    }
+    for (std::size_t i = 1; i < data.offsets.size(); ++i) {
+        if (data.offsets[i] < data.offsets[i - 1]) {
+            throw std::runtime_error(opts.corpus + ": documents.offsets decreases at entry " + std::to_string(i));
+        }
+    }
     // The query labels index documents and passages, so they are checked before use.
     for (std::size_t q = 0; q < data.query_count; ++q) {
         const std::int64_t document = data.query_document[q];
@@ -180,10 +199,13 @@ corpus load_corpus(const options& opts)
     const auto found = file.metadata().find("source");
     data.source = found != file.metadata().end() ? found->second : "";
 
-    if (!opts.titles.empty()) {
-        std::ifstream titles(opts.titles);
+    const std::string titles_path =
+        opts.titles ? *opts.titles
+                    : (opts.corpus_given ? "" : std::string(TESSERA_EXAMPLE_DATA_DIR) + "/retrieval_titles.txt");
+    if (!titles_path.empty()) {
+        std::ifstream titles(titles_path);
         if (!titles) {
-            throw std::runtime_error("cannot open " + opts.titles + "; pass --titles '' to run without titles");
+            throw std::runtime_error("cannot open " + titles_path + "; pass --titles '' to run without titles");
         }
         for (std::string line; std::getline(titles, line);) {
             data.titles.push_back(line);
@@ -276,8 +298,13 @@ method_result document_vector_method(const corpus& data, const std::string& name
     for (std::size_t i = 0; i < reference_ranked.size(); ++i) {
         result.reference_mismatches += reference_ranked[i] != result.ranked[i] ? 1 : 0;
     }
-    if (reference_vectors != vectors) {
-        throw std::runtime_error("segment_pool differs from its reference for " + name);
+    // Equal, or NaN on both sides: the sign and payload of a NaN may differ.
+    for (std::size_t i = 0; i < vectors.size(); ++i) {
+        const bool both_nan = std::isnan(vectors[i]) && std::isnan(reference_vectors[i]);
+        if (!both_nan && std::memcmp(&vectors[i], &reference_vectors[i], sizeof(float)) != 0) {
+            throw std::runtime_error("segment_pool differs from its reference for " + name + " at element " +
+                                     std::to_string(i));
+        }
     }
     return result;
 }

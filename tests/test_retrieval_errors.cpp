@@ -97,6 +97,27 @@ TEST_CASE("segment_pool argument errors", "[retrieval][errors]")
                                      matrix_view<float>(out.data() + 3, 1, 3));
          },
          "out must not overlap rows"},
+        {"counts overlap rows",
+         [&] {
+             const std::vector<std::int64_t> offsets = {0, 2, 4};
+             retrieval::segment_pool(input, vector_view<const std::int64_t>(offsets.data(), 3), output, {}, {},
+                                     vector_view<std::int64_t>(reinterpret_cast<std::int64_t*>(rows.data()), 2));
+         },
+         "counts must not overlap rows"},
+        {"counts overlap out",
+         [&] {
+             const std::vector<std::int64_t> offsets = {0, 2, 4};
+             retrieval::segment_pool(input, vector_view<const std::int64_t>(offsets.data(), 3), output, {}, {},
+                                     vector_view<std::int64_t>(reinterpret_cast<std::int64_t*>(out.data()), 2));
+         },
+         "counts must not overlap out"},
+        {"op outside the enum",
+         [&] {
+             pooling_options bad;
+             bad.op = static_cast<pooling_op>(42);
+             pool({0, 2, 4}, output, bad, {}, {});
+         },
+         "options.op must be a pooling_op, got the value 42"},
         {"row stride", [&] {
              const std::vector<std::int64_t> offsets = {0, 1};
              retrieval::segment_pool(matrix_view<const float>(rows.data(), 2, 3, 2),
@@ -147,6 +168,13 @@ TEST_CASE("padded_pool argument errors", "[retrieval][errors]")
                                     matrix_view<float>(out.data(), 2, 4));
          },
          "tokens is null but has shape [2, 3, 4]"},
+        {"counts overlap mask",
+         [&] {
+             retrieval::padded_pool(retrieval::padded_view<const float>(tokens.data(), 2, 3, 4), mask_view,
+                                    matrix_view<float>(out.data(), 2, 4), {},
+                                    vector_view<std::int64_t>(reinterpret_cast<std::int64_t*>(mask.data()), 2));
+         },
+         "counts must not overlap attention_mask"},
         {"mask value",
          [&] {
              mask[4] = 3;
@@ -206,13 +234,18 @@ TEST_CASE("search argument errors", "[retrieval][errors]")
                                matrix_view<std::int64_t>(top_indices.data(), 2, 3));
          },
          "documents is null but has shape [5, 4]"},
+        {"metric outside the enum",
+         [&] {
+             retrieval::score(q, d, matrix_view<float>(scores.data(), 2, 5), static_cast<metric>(7));
+         },
+         "kind must be metric::dot or metric::cosine, got the value 7"},
         {"search overlap",
          [&] {
              retrieval::search(matrix_view<const float>(top_scores.data(), 2, 1), matrix_view<const float>(top_scores.data(), 2, 1),
                                matrix_view<float>(top_scores.data() + 1, 2, 2),
                                matrix_view<std::int64_t>(top_indices.data(), 2, 2));
          },
-         "top_scores and top_indices must not overlap queries"},
+         "top_scores must not overlap queries"},
     };
     check_cases(cases, [&] {
         return scores == std::vector<float>(10, 7.0f) && top_scores == std::vector<float>(6, 7.0f) &&
@@ -272,7 +305,7 @@ TEST_CASE("rerank_passages and maxsim argument errors", "[retrieval][errors]")
              retrieval::maxsim(matrix_view<const float>(queries.data(), 2, 3), p, bounds,
                                vector_view<float>(maxsim_scores.data(), 2));
          },
-         "tessera::retrieval::maxsim: queries and document_tokens must have the same dim, got 3 and 4"},
+         "tessera::retrieval::maxsim: query_tokens and document_tokens must have the same dim, got 3 and 4"},
         {"maxsim scores size",
          [&] { retrieval::maxsim(q, p, bounds, vector_view<float>(maxsim_scores.data(), 1)); },
          "scores must have size 2, got 1"},
@@ -288,4 +321,26 @@ TEST_CASE("rerank_passages and maxsim argument errors", "[retrieval][errors]")
         return best_passage == std::vector<std::int64_t>(4, 9) && best_score == std::vector<float>(4, 7.0f) &&
                maxsim_scores == std::vector<float>(2, 7.0f);
     });
+}
+
+TEST_CASE("retrieval empty inputs are accepted", "[retrieval][errors]")
+{
+    // weighted_mean over no rows needs no weights, and an empty std::vector has a null data().
+    std::vector<float> no_weights;
+    const std::vector<std::int64_t> offsets = {0, 0};
+    std::vector<float> out(3, 7.0f);
+    retrieval::pooling_options weighted;
+    weighted.op = pooling_op::weighted_mean;
+    retrieval::segment_pool(matrix_view<const float>(nullptr, 0, 3),
+                            vector_view<const std::int64_t>(offsets.data(), 2), matrix_view<float>(out.data(), 1, 3),
+                            weighted, vector_view<const float>(no_weights.data(), no_weights.size()));
+    REQUIRE(out == std::vector<float>(3, 0.0f));
+
+    // dim 0 with null data and padded strides: only the counts are written.
+    const std::vector<std::uint8_t> mask = {1, 0, 1, 1};
+    std::vector<std::int64_t> counts(2, -1);
+    retrieval::padded_pool(retrieval::padded_view<const float>(nullptr, 2, 2, 0, 5, 17),
+                           matrix_view<const std::uint8_t>(mask.data(), 2, 2), matrix_view<float>(nullptr, 2, 0), {},
+                           vector_view<std::int64_t>(counts.data(), 2));
+    REQUIRE(counts == std::vector<std::int64_t>{1, 2});
 }

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -228,6 +229,29 @@ TEST_CASE("padded_pool all-masked sequences", "[retrieval][pooling][padded]")
     const std::vector<float> last = pool(pooling_op::last);
     REQUIRE(same_bits(last[0], -0.0f));
     REQUIRE(same_bits(last[1], 0.0f));
+}
+
+TEST_CASE("padded_pool sequences without tokens", "[retrieval][pooling][padded]")
+{
+    // tokens == 0: every sequence is all masked, and there is no token 0 to read.
+    const std::vector<std::uint8_t> no_mask;
+    for (pooling_op op : all_ops) {
+        INFO("op " << retrieval::to_string(op));
+        std::vector<float> out(2 * 3, 7.0f);
+        std::vector<float> expected(2 * 3, 7.0f);
+        pooling_options options;
+        options.op = op;
+        const padded_view<const float> view(nullptr, 2, 0, 3);
+        retrieval::padded_pool(view, matrix_view<const std::uint8_t>(nullptr, 2, 0), matrix_view<float>(out.data(), 2, 3),
+                               options);
+        retrieval::reference::padded_pool(view, matrix_view<const std::uint8_t>(nullptr, 2, 0),
+                                          matrix_view<float>(expected.data(), 2, 3), options);
+        const float want = op == pooling_op::max ? -std::numeric_limits<float>::infinity() : 0.0f;
+        for (std::size_t i = 0; i < out.size(); ++i) {
+            REQUIRE(same_bits(out[i], expected[i]));
+            REQUIRE(out[i] == want);
+        }
+    }
 }
 
 TEST_CASE("padded_pool rejects masks other than 0 and 1", "[retrieval][pooling][padded][errors]")

@@ -108,6 +108,18 @@ TEST_CASE("cosine of zero vectors is zero", "[retrieval][search]")
         REQUIRE(scores[3] == Approx(1.0f).epsilon(1e-6));
         REQUIRE(scores[4] == 0.0f);
         REQUIRE(std::isnan(scores[5]));
+
+        // A NaN query against the zero document also scores 0, as in the reference.
+        std::vector<float> nan_query(dim, 0.5f);
+        nan_query[3] = nan_value;
+        std::vector<float> nan_scores(3, -7.0f);
+        retrieval::score<A>(matrix_view<const float>(nan_query.data(), 1, dim),
+                            matrix_view<const float>(d.data(), 3, dim), matrix_view<float>(nan_scores.data(), 1, 3),
+                            metric::cosine);
+        REQUIRE(std::isnan(nan_scores[0]));
+        REQUIRE(nan_scores[1] == 0.0f);
+        REQUIRE(retrieval::reference::cosine(nan_query.data(), d.data() + dim, dim) == 0.0);
+        REQUIRE(std::isnan(nan_scores[2]));
     });
 }
 

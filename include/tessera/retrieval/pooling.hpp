@@ -12,7 +12,8 @@
 // Numerical contract
 // - Sums, weights and maxima are computed in double, row by row in row
 //   order, and rounded to float once at the end. Every op, with and
-//   without normalisation, is bit-identical to reference.hpp on every arch.
+//   without normalisation, is bit-identical to reference.hpp on every arch,
+//   except for the sign and payload bits of a NaN result.
 // - normalize_rows multiplies row r by w_r/‖x_r‖ (w_r = 1 unless weighted),
 //   a factor rounded toward zero to 29 significant bits (relative error
 //   below 2^-28) so that every product is exact in double.
@@ -57,8 +58,10 @@
 // offsets that are empty, do not start at 0, decrease or exceed the row
 // count; an output of the wrong shape; weights that are missing for
 // weighted_mean, given for another op, of the wrong size, negative or not
-// finite; attention mask entries other than 0 and 1; outputs that overlap
-// an input; null pointers with non-zero sizes.
+// finite; attention mask entries other than 0 and 1; an op outside
+// pooling_op; outputs that overlap an input or each other; null pointers
+// with non-zero sizes. Overlap is judged on the byte ranges that views span,
+// so an output placed in the row padding of a strided input is rejected too.
 #pragma once
 
 #include "../core/arch.hpp"
@@ -204,6 +207,14 @@ inline std::size_t segments_per_chunk(std::size_t segments, std::size_t rows, st
     return std::max(by_work, chunk_count(segments, 256));
 }
 
+inline void check_op(const pooling_options& options, const char* function)
+{
+    const auto value = static_cast<int>(options.op);
+    if (value < static_cast<int>(pooling_op::mean) || value > static_cast<int>(pooling_op::mean_sqrt_len)) {
+        raise_invalid_argument(function, "options.op must be a pooling_op, got the value ", value);
+    }
+}
+
 inline void check_weights(vector_view<const float> weights, pooling_op op, std::size_t rows, const char* function)
 {
     if (op != pooling_op::weighted_mean) {
@@ -213,7 +224,7 @@ inline void check_weights(vector_view<const float> weights, pooling_op op, std::
         }
         return;
     }
-    if (!requested(weights)) {
+    if (!requested(weights) && rows != 0) {
         raise_invalid_argument(function, "weights are required for pooling_op::weighted_mean (one per row, ", rows,
                                " in all)");
     }
@@ -240,6 +251,7 @@ void segment_pool(matrix_view<const float> rows, vector_view<Offset> offsets, ma
     constexpr const char* function = "tessera::retrieval::segment_pool";
     const vector_view<const offset_type> bounds(offsets.data, offsets.size);
 
+    detail::check_op(options, function);
     detail::check_view(rows, function, "rows");
     detail::check_offsets(bounds, rows.rows, function, "offsets");
     const std::size_t segments = bounds.size - 1;
@@ -248,6 +260,9 @@ void segment_pool(matrix_view<const float> rows, vector_view<Offset> offsets, ma
     if (detail::requested(counts)) {
         detail::check_size(counts, segments, function, "counts");
         detail::check_disjoint(detail::span_of(counts), detail::span_of(bounds), function, "counts", "offsets");
+        detail::check_disjoint(detail::span_of(counts), detail::span_of(rows), function, "counts", "rows");
+        detail::check_disjoint(detail::span_of(counts), detail::span_of(weights), function, "counts", "weights");
+        detail::check_disjoint(detail::span_of(counts), detail::span_of(out), function, "counts", "out");
     }
     detail::check_disjoint(detail::span_of(out), detail::span_of(rows), function, "out", "rows");
     detail::check_disjoint(detail::span_of(out), detail::span_of(weights), function, "out", "weights");
@@ -331,6 +346,7 @@ void padded_pool(padded_view<const float> tokens, matrix_view<Mask> attention_ma
     const matrix_view<const mask_type> mask(attention_mask.data, attention_mask.rows, attention_mask.cols,
                                             attention_mask.row_stride);
 
+    detail::check_op(options, function);
     detail::check_padded_view(tokens, function, "tokens");
     detail::check_shape(mask, tokens.batch, tokens.tokens, function, "attention_mask");
     detail::check_shape(out, tokens.batch, tokens.dim, function, "out");
@@ -342,20 +358,35 @@ void padded_pool(padded_view<const float> tokens, matrix_view<Mask> attention_ma
             }
         }
     }
-    if (detail::requested(counts)) {
-        detail::check_size(counts, tokens.batch, function, "counts");
-    }
+    detail::byte_range token_bytes;
     if (!tokens.empty()) {
         const auto* first = reinterpret_cast<const unsigned char*>(tokens.data);
         const std::size_t extent = (tokens.batch - 1) * tokens.batch_stride + (tokens.tokens - 1) * tokens.token_stride +
                                    tokens.dim;
-        detail::check_disjoint(detail::span_of(out), {first, first + extent * sizeof(float)}, function, "out",
-                               "tokens");
+        token_bytes = {first, first + extent * sizeof(float)};
     }
+    detail::check_disjoint(detail::span_of(out), token_bytes, function, "out", "tokens");
     detail::check_disjoint(detail::span_of(out), detail::span_of(mask), function, "out", "attention_mask");
+    if (detail::requested(counts)) {
+        detail::check_size(counts, tokens.batch, function, "counts");
+        detail::check_disjoint(detail::span_of(counts), token_bytes, function, "counts", "tokens");
+        detail::check_disjoint(detail::span_of(counts), detail::span_of(mask), function, "counts", "attention_mask");
+        detail::check_disjoint(detail::span_of(counts), detail::span_of(out), function, "counts", "out");
+    }
 
     const std::size_t dim = tokens.dim;
     if (tokens.batch == 0) {
+        return;
+    }
+    if (dim == 0) {
+        // No element to write, and no token row to address.
+        for (std::size_t b = 0; b < tokens.batch && detail::requested(counts); ++b) {
+            std::int64_t unmasked = 0;
+            for (std::size_t t = 0; t < tokens.tokens; ++t) {
+                unmasked += mask(b, t) != mask_type(0) ? 1 : 0;
+            }
+            counts[b] = unmasked;
+        }
         return;
     }
     parallel_for_chunks(tokens.batch, 1, [&](std::size_t, std::size_t begin, std::size_t end) {

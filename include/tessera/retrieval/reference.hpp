@@ -75,13 +75,15 @@ inline void pool(const std::vector<const float*>& rows, const std::vector<double
     std::vector<double> pooled(dim, 0.0);
     for (std::size_t c = 0; c < dim; ++c) {
         double maximum = -std::numeric_limits<double>::infinity();
-        bool seen_nan = false;
         for (std::size_t r = 0; r < count; ++r) {
             const double value = static_cast<double>(rows[r][c]) * factors[r];
             switch (op) {
             case pooling_op::max:
-                seen_nan = seen_nan || std::isnan(value);
-                maximum = value > maximum ? value : maximum;
+                // A NaN replaces the maximum and no number replaces a NaN, so the
+                // result is the last NaN value, as in the SIMD kernel.
+                if (value > maximum || std::isnan(value)) {
+                    maximum = value;
+                }
                 break;
             case pooling_op::first:
                 if (r == 0) {
@@ -99,7 +101,7 @@ inline void pool(const std::vector<const float*>& rows, const std::vector<double
             }
         }
         if (op == pooling_op::max) {
-            pooled[c] = seen_nan ? std::numeric_limits<double>::quiet_NaN() : maximum;
+            pooled[c] = maximum;
         }
     }
 
@@ -161,16 +163,12 @@ void padded_pool(padded_view<const float> tokens, matrix_view<const Mask> mask, 
         const bool selects = options.op == pooling_op::max || options.op == pooling_op::first ||
                              options.op == pooling_op::last;
         if (unmasked.empty() && selects) {
-            std::vector<double> pooled(dim, 0.0);
-            for (std::size_t c = 0; c < dim && tokens.tokens != 0; ++c) {
+            // max gives −∞ even without tokens; first and last read token 0 when there is one.
+            std::vector<double> pooled(dim, options.op == pooling_op::max ? -std::numeric_limits<double>::infinity()
+                                                                          : 0.0);
+            for (std::size_t c = 0; c < dim && tokens.tokens != 0 && options.op != pooling_op::max; ++c) {
                 const double token_zero = static_cast<double>(tokens.token(b, 0)[c]);
-                if (options.op == pooling_op::first) {
-                    pooled[c] = token_zero * scaled(0, 1.0);
-                } else if (options.op == pooling_op::last) {
-                    pooled[c] = token_zero * 0.0;
-                } else {
-                    pooled[c] = -std::numeric_limits<double>::infinity();
-                }
+                pooled[c] = options.op == pooling_op::first ? token_zero * scaled(0, 1.0) : token_zero * 0.0;
             }
             finish(pooled, 1.0, options.normalize_result, out.row(b));
             continue;
@@ -209,8 +207,12 @@ inline double dot(const float* q, const float* d, std::size_t dim)
 
 inline double cosine(const float* q, const float* d, std::size_t dim)
 {
-    const double norms = std::sqrt(dot(q, q, dim)) * std::sqrt(dot(d, d, dim));
-    return norms == 0.0 ? 0.0 : dot(q, d, dim) / norms;
+    const double query_norm = std::sqrt(dot(q, q, dim));
+    const double document_norm = std::sqrt(dot(d, d, dim));
+    if (query_norm == 0.0 || document_norm == 0.0) {
+        return 0.0;  // also against a NaN vector
+    }
+    return dot(q, d, dim) / (query_norm * document_norm);
 }
 
 // Σ_c |q_c·d_c|, the scale of the dot product error bound.

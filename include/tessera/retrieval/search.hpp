@@ -11,19 +11,25 @@
 // are CSR segments of a passage or token matrix (segments.hpp).
 //
 // Numerical contract
-// - A dot product is accumulated in float with FMA, as
-//   scoring_kernels.hpp describes. With N float lanes of the arch and
-//   steps = dim / N + log2(N) + dim mod N + 1, its error is at most
-//   γ·Σ|q_c·d_c| with γ = steps·2^-24 / (1 − steps·2^-24)
-//   (dot_error_factor below). The same pair gives the same bits in every
-//   function here, for any thread count, but other archs may differ.
+// - A dot product is accumulated in float with xsimd::fma, as
+//   scoring_kernels.hpp describes (a fused multiply-add where the arch has
+//   one; on SSE2 and SSE4.1 a multiply and an add). With N float lanes of
+//   the arch and steps = dim / N + log2(N) + dim mod N + 1, its error is at
+//   most γ·Σ|q_c·d_c| with γ = steps·2^-24 / (1 − steps·2^-24)
+//   (dot_error_factor below), as long as no product or partial sum is
+//   subnormal or overflows: each subnormal result adds up to 2^-150 of
+//   absolute error. The same pair gives the same bits in every function
+//   here, for any thread count, but other archs may differ.
 // - cosine is dot / (‖q‖·‖d‖) in float, the norms being √(x · x) with the
-//   same dot product; it is 0 when either norm is 0, so a zero vector never
-//   scores NaN. To first order its error is at most
-//   γ·Σ|q_c·d_c| / (‖q‖·‖d‖) + (γ + 4·2^-24)·|cosine|. A vector whose
-//   squared norm overflows float (elements beyond about 1.8e19) has an
-//   infinite norm and scores 0, or NaN when the dot product overflows too.
-// - NaN in a query or a document makes the scores computed from it NaN.
+//   same dot product; it is 0 when either norm is 0, so a zero vector scores
+//   0 even against a NaN vector. To first order its error is at most
+//   γ·Σ|q_c·d_c| / (‖q‖·‖d‖) + (γ + 4·2^-24)·|cosine|. The norms are
+//   computed in float: a vector whose squared norm overflows (‖x‖ above
+//   about 1.8e19) has an infinite norm and scores 0, or NaN when the dot
+//   product overflows too, and one whose squared norm is subnormal or 0
+//   (‖x‖ below about 1e-19) scores inaccurately or 0.
+// - Otherwise NaN in a query or a document makes the scores computed from
+//   it NaN.
 //   Candidates are ranked by score, higher first, and equal scores by
 //   index, lower first. NaN scores are never selected by top_k, search or
 //   rerank_passages. Unfilled places (k larger than the number of
@@ -34,13 +40,17 @@
 //   tokens j, each dot product as above, the maxima added in double and
 //   rounded once. An empty document scores −∞ (the maximum over no token),
 //   a query with no tokens scores 0, and a NaN dot product makes the
-//   document's score NaN.
+//   document's score NaN. A dot product beyond the float range is ±∞ (the
+//   double reference stays finite), so maxima of opposite infinite signs
+//   add up to NaN.
 // - Results do not depend on the number of OpenMP threads.
 //
 // Errors (tessera::invalid_argument, naming the function and parameter):
 // mismatched dims or output shapes, invalid offsets (segments.hpp),
-// document ids outside [−1, n_documents), outputs that overlap an input,
-// null pointers with non-zero sizes.
+// document ids outside [−1, n_documents), a metric outside the enum,
+// outputs that overlap an input or each other (judged on the byte ranges
+// that views span, row padding included), null pointers with non-zero
+// sizes.
 #pragma once
 
 #include "../core/arch.hpp"
@@ -58,6 +68,7 @@
 #include <cstdint>
 #include <limits>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace tessera::retrieval {
@@ -125,8 +136,21 @@ void score_blocks(matrix_view<const float> queries, const float* query_norms, ma
     constexpr std::size_t padded_slots =
         (block_slots + float_batch::size - 1) / float_batch::size * float_batch::size;
     alignas(Arch::alignment()) float scores[padded_slots] = {};
-    alignas(Arch::alignment()) float denominators[padded_slots] = {};
-    alignas(Arch::alignment()) float zero_norm[padded_slots] = {};
+    // For cosine, the norms laid out like a block of scores: query norms per
+    // query block (made once), document norms per document block. Padding
+    // slots hold 1 so that they divide harmlessly.
+    alignas(Arch::alignment()) float document_norm_slots[padded_slots];
+    std::vector<float> query_norm_slots;
+    if (kind == metric::cosine) {
+        query_norm_slots.assign(chunk_count(q_end - q_begin, block_queries) * padded_slots, 1.0f);
+        for (std::size_t i = q_begin; i < q_end; ++i) {
+            const std::size_t query = i - q_begin;
+            float* slots = query_norm_slots.data() + query / block_queries * padded_slots +
+                           query % block_queries * block_documents;
+            std::fill(slots, slots + block_documents, query_norms[query]);
+        }
+        std::fill(document_norm_slots, document_norm_slots + padded_slots, 1.0f);
+    }
     for (std::size_t j = d_begin; j < d_end; j += block_documents) {
         // A short last block repeats the last document.
         const std::size_t valid_documents = std::min(block_documents, d_end - j);
@@ -144,6 +168,12 @@ void score_blocks(matrix_view<const float> queries, const float* query_norms, ma
                 document_norms[jj] = std::sqrt(kernels::self_dot<Arch>(document_rows[jj], dim));
             }
         }
+        if (kind == metric::cosine) {
+            for (std::size_t ii = 0; ii < block_queries; ++ii) {
+                std::copy(document_norms, document_norms + block_documents,
+                          document_norm_slots + ii * block_documents);
+            }
+        }
 
         for (std::size_t i = q_begin; i < q_end; i += block_queries) {
             const std::size_t valid_queries = std::min(block_queries, q_end - i);
@@ -155,19 +185,14 @@ void score_blocks(matrix_view<const float> queries, const float* query_norms, ma
                                                                           dim, scores);
             if (kind == metric::cosine) {
                 // kernels::cosine_from for the whole block: dot / (‖q‖·‖d‖), 0 where a norm is 0.
-                for (std::size_t ii = 0; ii < block_queries; ++ii) {
-                    const float query_norm = ii < valid_queries ? query_norms[i + ii - q_begin] : 1.0f;
-                    for (std::size_t jj = 0; jj < block_documents; ++jj) {
-                        denominators[ii * block_documents + jj] = query_norm * document_norms[jj];
-                        zero_norm[ii * block_documents + jj] =
-                            query_norm == 0.0f || document_norms[jj] == 0.0f ? 1.0f : 0.0f;
-                    }
-                }
+                const float* query_slots = query_norm_slots.data() + (i - q_begin) / block_queries * padded_slots;
                 for (std::size_t k = 0; k < padded_slots; k += float_batch::size) {
+                    const float_batch query_norm = float_batch::load_unaligned(query_slots + k);
+                    const float_batch document_norm = float_batch::load_aligned(document_norm_slots + k);
+                    const auto zero = (query_norm == float_batch(0.0f)) | (document_norm == float_batch(0.0f));
                     const float_batch dot = float_batch::load_aligned(scores + k);
-                    const float_batch denominator = float_batch::load_aligned(denominators + k);
-                    const auto zero = float_batch::load_aligned(zero_norm + k) != float_batch(0.0f);
-                    xsimd::select(zero, float_batch(0.0f), dot / denominator).store_aligned(scores + k);
+                    xsimd::select(zero, float_batch(0.0f), dot / (query_norm * document_norm))
+                        .store_aligned(scores + k);
                 }
             }
             block_sink(i, valid_queries, j, valid_documents, static_cast<const float*>(scores));
@@ -205,11 +230,19 @@ inline std::size_t documents_per_task(std::size_t documents, int threads)
 }
 
 inline void check_same_dim(matrix_view<const float> queries, matrix_view<const float> documents, const char* function,
-                           const char* documents_name)
+                           const char* documents_name, const char* queries_name = "queries")
 {
     if (queries.cols != documents.cols) {
-        raise_invalid_argument(function, "queries and ", documents_name, " must have the same dim, got ",
+        raise_invalid_argument(function, queries_name, " and ", documents_name, " must have the same dim, got ",
                                queries.cols, " and ", documents.cols);
+    }
+}
+
+inline void check_metric(metric kind, const char* function)
+{
+    if (kind != metric::dot && kind != metric::cosine) {
+        raise_invalid_argument(function, "kind must be metric::dot or metric::cosine, got the value ",
+                               static_cast<int>(kind));
     }
 }
 
@@ -249,6 +282,7 @@ void score(matrix_view<const float> queries, matrix_view<const float> documents,
            metric kind = metric::dot)
 {
     constexpr const char* function = "tessera::retrieval::score";
+    detail::check_metric(kind, function);
     detail::check_view(queries, function, "queries");
     detail::check_view(documents, function, "documents");
     detail::check_same_dim(queries, documents, function, "documents");
@@ -297,10 +331,11 @@ void top_k(matrix_view<const float> scores, matrix_view<float> top_scores, matri
 
     parallel_for_chunks(scores.rows, rows_per_chunk(scores.rows, scores.cols), [&](std::size_t, std::size_t begin,
                                                                                     std::size_t end) {
-        std::vector<scored_index> items(k);
+        const std::size_t capacity = std::min(k, scores.cols);
+        std::vector<scored_index> items(capacity);
         for (std::size_t i = begin; i < end; ++i) {
             std::size_t count = 0;
-            detail::top_k_list list(items.data(), &count, k);
+            detail::top_k_list list(items.data(), &count, capacity);
             const float* row = scores.row(i);
             for (std::size_t j = 0; j < scores.cols; ++j) {
                 list.offer(row[j], static_cast<std::int64_t>(j));
@@ -317,14 +352,15 @@ void search(matrix_view<const float> queries, matrix_view<const float> documents
             matrix_view<std::int64_t> top_indices, metric kind = metric::dot)
 {
     constexpr const char* function = "tessera::retrieval::search";
+    detail::check_metric(kind, function);
     detail::check_view(queries, function, "queries");
     detail::check_view(documents, function, "documents");
     detail::check_same_dim(queries, documents, function, "documents");
     detail::check_search_outputs<Arch>(queries, top_scores, top_indices, function);
-    for (const detail::byte_range output : {detail::span_of(top_scores), detail::span_of(top_indices)}) {
-        detail::check_disjoint(output, detail::span_of(queries), function, "top_scores and top_indices", "queries");
-        detail::check_disjoint(output, detail::span_of(documents), function, "top_scores and top_indices",
-                               "documents");
+    for (const auto& [output_name, output] : {std::pair<const char*, detail::byte_range>{"top_scores", detail::span_of(top_scores)},
+                                              {"top_indices", detail::span_of(top_indices)}}) {
+        detail::check_disjoint(output, detail::span_of(queries), function, output_name, "queries");
+        detail::check_disjoint(output, detail::span_of(documents), function, output_name, "documents");
     }
     const std::size_t k = top_scores.cols;
     if (queries.rows == 0 || k == 0) {
@@ -342,9 +378,11 @@ void search(matrix_view<const float> queries, matrix_view<const float> documents
 
     // Each thread keeps its own lists for the queries of a group; the lists
     // are merged afterwards, and the merge ignores how documents were split.
+    // No list keeps more than one entry per document, whatever k is.
+    const std::size_t capacity = std::min(k, documents.rows);
     const std::size_t group = std::min(detail::query_group, queries.rows);
     const std::size_t slots = static_cast<std::size_t>(threads) * group;
-    std::vector<scored_index> items(checked_mul(slots, k, function, "threads * queries * k"));
+    std::vector<scored_index> items(checked_mul(slots, capacity, function, "threads * queries * k"));
     std::vector<std::size_t> counts(slots);
 
     for (std::size_t q_begin = 0; q_begin < queries.rows; q_begin += group) {
@@ -357,32 +395,55 @@ void search(matrix_view<const float> queries, matrix_view<const float> documents
             const std::size_t d_end = std::min(documents.rows, d_begin + chunk);
             const std::size_t first_slot = static_cast<std::size_t>(thread) * group;
             // The score of each list's last entry once it is full, −∞ before:
-            // most scores fall below it and are rejected by one comparison.
-            std::vector<float> thresholds(q_end - q_begin, -std::numeric_limits<float>::infinity());
-            for (std::size_t query = 0; query < thresholds.size(); ++query) {
+            // a score below it cannot enter. limits repeats each query's
+            // threshold over its slots of a register block, so one SIMD
+            // comparison rejects a whole block, which is the common case.
+            using shape = kernels::block_shape<Arch>;
+            using float_batch = xsimd::batch<float, Arch>;
+            constexpr std::size_t block_slots = shape::queries * shape::documents;
+            constexpr std::size_t padded_slots =
+                (block_slots + float_batch::size - 1) / float_batch::size * float_batch::size;
+            const std::size_t group_queries = q_end - q_begin;
+            std::vector<float> limits(chunk_count(group_queries, shape::queries) * padded_slots,
+                                      std::numeric_limits<float>::infinity());
+            auto set_threshold = [&](std::size_t query, float threshold) {
+                float* row = limits.data() + query / shape::queries * padded_slots +
+                             query % shape::queries * shape::documents;
+                std::fill(row, row + shape::documents, threshold);
+            };
+            for (std::size_t query = 0; query < group_queries; ++query) {
                 const std::size_t slot = first_slot + query;
-                if (counts[slot] == k) {
-                    thresholds[query] = items[slot * k + k - 1].score;
-                }
+                const bool full = capacity != 0 && counts[slot] == capacity;
+                set_threshold(query, full ? items[slot * capacity + capacity - 1].score
+                                          : -std::numeric_limits<float>::infinity());
             }
-            constexpr std::size_t block_documents = kernels::block_shape<Arch>::documents;
+
             detail::score_blocks<Arch>(
                 queries, norms, documents, kind, q_begin, q_end, d_begin, d_end,
                 [&](std::size_t i, std::size_t valid_queries, std::size_t j, std::size_t valid_documents,
                     const float* scores) {
+                    const float* block_limits = limits.data() + (i - q_begin) / shape::queries * padded_slots;
+                    bool candidate = false;
+                    for (std::size_t k = 0; k < padded_slots; k += float_batch::size) {
+                        candidate = candidate || xsimd::any(float_batch::load_aligned(scores + k) >=
+                                                            float_batch::load_unaligned(block_limits + k));
+                    }
+                    if (!candidate) {
+                        return;
+                    }
                     for (std::size_t ii = 0; ii < valid_queries; ++ii) {
                         const std::size_t query = i + ii - q_begin;
                         for (std::size_t jj = 0; jj < valid_documents; ++jj) {
-                            const float value = scores[ii * block_documents + jj];
-                            if (!(value >= thresholds[query])) {
+                            const float value = scores[ii * shape::documents + jj];
+                            if (!(value >= block_limits[ii * shape::documents])) {
                                 continue;
                             }
                             const std::size_t slot = first_slot + query;
-                            detail::top_k_list list(items.data() + slot * k, &counts[slot], k);
+                            detail::top_k_list list(items.data() + slot * capacity, &counts[slot], capacity);
                             if (list.accepts(value, static_cast<std::int64_t>(j + jj))) {
                                 list.insert(value, static_cast<std::int64_t>(j + jj));
-                                if (list.size() == k) {
-                                    thresholds[query] = list[k - 1].score;
+                                if (list.size() == capacity) {
+                                    set_threshold(query, list[capacity - 1].score);
                                 }
                             }
                         }
@@ -390,14 +451,14 @@ void search(matrix_view<const float> queries, matrix_view<const float> documents
                 });
         });
 
-        std::vector<scored_index> merged_items(k);
+        std::vector<scored_index> merged_items(capacity);
         for (std::size_t i = q_begin; i < q_end; ++i) {
             std::size_t merged_count = 0;
-            detail::top_k_list merged(merged_items.data(), &merged_count, k);
+            detail::top_k_list merged(merged_items.data(), &merged_count, capacity);
             for (int thread = 0; thread < threads; ++thread) {
                 const std::size_t slot = static_cast<std::size_t>(thread) * group + (i - q_begin);
                 for (std::size_t t = 0; t < counts[slot]; ++t) {
-                    const scored_index& candidate = items[slot * k + t];
+                    const scored_index& candidate = items[slot * capacity + t];
                     merged.offer(candidate.score, candidate.index);
                 }
             }
@@ -419,6 +480,7 @@ void rerank_passages(matrix_view<const float> queries, matrix_view<const float> 
 {
     using offset_type = std::remove_const_t<Offset>;
     constexpr const char* function = "tessera::retrieval::rerank_passages";
+    detail::check_metric(kind, function);
     const vector_view<const offset_type> bounds(offsets.data, offsets.size);
     detail::check_view(queries, function, "queries");
     detail::check_view(passages, function, "passages");
@@ -437,12 +499,14 @@ void rerank_passages(matrix_view<const float> queries, matrix_view<const float> 
             }
         }
     }
-    for (const detail::byte_range output : {detail::span_of(best_passage), detail::span_of(best_score)}) {
-        for (const detail::byte_range input : {detail::span_of(queries), detail::span_of(passages),
-                                               detail::span_of(bounds), detail::span_of(documents)}) {
-            detail::check_disjoint(output, input, function, "best_passage and best_score",
-                                   "queries, passages, offsets and documents");
-        }
+    const std::pair<const char*, detail::byte_range> rerank_inputs[] = {
+        {"queries", detail::span_of(queries)},
+        {"passages", detail::span_of(passages)},
+        {"offsets", detail::span_of(bounds)},
+        {"documents", detail::span_of(documents)}};
+    for (const auto& [input_name, input] : rerank_inputs) {
+        detail::check_disjoint(detail::span_of(best_passage), input, function, "best_passage", input_name);
+        detail::check_disjoint(detail::span_of(best_score), input, function, "best_score", input_name);
     }
     detail::check_disjoint(detail::span_of(best_passage), detail::span_of(best_score), function, "best_passage",
                            "best_score");
@@ -492,15 +556,15 @@ void maxsim(matrix_view<const float> query_tokens, matrix_view<const float> docu
     const vector_view<const offset_type> bounds(offsets.data, offsets.size);
     detail::check_view(query_tokens, function, "query_tokens");
     detail::check_view(document_tokens, function, "document_tokens");
-    detail::check_same_dim(query_tokens, document_tokens, function, "document_tokens");
+    detail::check_same_dim(query_tokens, document_tokens, function, "document_tokens", "query_tokens");
     detail::check_offsets(bounds, document_tokens.rows, function, "offsets");
     const std::size_t document_count = bounds.size - 1;
     detail::check_size(scores, document_count, function, "scores");
-    for (const detail::byte_range input :
-         {detail::span_of(query_tokens), detail::span_of(document_tokens), detail::span_of(bounds)}) {
-        detail::check_disjoint(detail::span_of(scores), input, function, "scores",
-                               "query_tokens, document_tokens and offsets");
-    }
+    detail::check_disjoint(detail::span_of(scores), detail::span_of(query_tokens), function, "scores",
+                           "query_tokens");
+    detail::check_disjoint(detail::span_of(scores), detail::span_of(document_tokens), function, "scores",
+                           "document_tokens");
+    detail::check_disjoint(detail::span_of(scores), detail::span_of(bounds), function, "scores", "offsets");
     if (document_count == 0) {
         return;
     }
