@@ -265,11 +265,13 @@ TEST_CASE("rerank_passages and maxsim argument errors", "[retrieval][errors]")
     const matrix_view<const float> q(queries.data(), 2, 4);
     const matrix_view<const float> p(passages.data(), 6, 4);
     const vector_view<const std::int64_t> bounds(offsets.data(), offsets.size());
+
     auto rerank = [&] {
         retrieval::rerank_passages(q, p, bounds, matrix_view<const std::int64_t>(documents.data(), 2, 2),
                                    matrix_view<std::int64_t>(best_passage.data(), 2, 2),
                                    matrix_view<float>(best_score.data(), 2, 2));
     };
+
     const std::vector<error_case> cases = {
         {"document id too large",
          [&] {

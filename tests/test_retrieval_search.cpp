@@ -143,6 +143,7 @@ TEST_CASE("top_k matches a full sort", "[retrieval][search]")
     scores[6 * cols + 10] = 1.0f;
     scores[6 * cols + 4] = 1.0f;
     scores[6 * cols + 200] = -infinity;
+
     const matrix_view<const float> view(scores.data(), rows, cols);
     for (std::size_t k : {1, 2, 10, 64, 299, 300, 301, 400}) {
         INFO("k " << k);
@@ -151,6 +152,7 @@ TEST_CASE("top_k matches a full sort", "[retrieval][search]")
         retrieval::top_k(view, top_scores.view(), top_indices.view());
         REQUIRE(top_scores.outside_intact());
         REQUIRE(top_indices.outside_intact());
+
         std::vector<float> expected_scores(rows * k);
         std::vector<std::int64_t> expected_indices(rows * k);
         retrieval::reference::top_k(view, k, matrix_view<float>(expected_scores.data(), rows, k),
@@ -163,6 +165,7 @@ TEST_CASE("top_k matches a full sort", "[retrieval][search]")
             }
         }
     }
+
     // Row 6: the tie at 1.0 goes to the lower index, then −∞ is a real candidate, then filler.
     std::vector<float> top_scores(rows * 5);
     std::vector<std::int64_t> top_indices(rows * 5);

@@ -42,9 +42,9 @@
 // - mean, mean_sqrt_len and sum use the unmasked tokens; an all-masked
 //   sequence gives zeros (sentence-transformers divides by the mask sum
 //   clamped at 1e-9).
-// - weighted_mean weighs token t by t + 1 − f, so left and right padding of
-//   the same tokens give the same vector; masked tokens inside the sequence
-//   keep their place in the count.
+// - weighted_mean weighs token t by t + 1 − f. So left and right padding
+//   of the same tokens give the same vector, and masked tokens inside the
+//   sequence still count as positions.
 // - max ignores masked tokens; an all-masked sequence gives −∞.
 // - first returns token f and last token l. In an all-masked sequence,
 //   first returns token 0 and last returns token 0 times 0 (±0, or NaN
@@ -133,7 +133,7 @@ struct pooling_scratch {
     std::vector<double> factors;
 };
 
-// What a segment's rows are and how its sum is divided.
+// A segment's rows, the divisor of its sum, and whether it is empty.
 struct pooled_segment {
     kernels::segment_rows rows;
     double divisor;  // 1 for sum, max, first and last

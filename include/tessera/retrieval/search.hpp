@@ -113,11 +113,11 @@ void row_norms(matrix_view<const float> rows, std::size_t begin, std::size_t end
 
 // Scores query rows [q_begin, q_end) against document rows [d_begin, d_end)
 // in register blocks and calls block_sink(i, valid_queries, j,
-// valid_documents, scores) for each block: scores[ii * block_documents + jj]
+// valid_documents, scores) for each block. scores[ii * block_documents + jj]
 // is the score of query i + ii and document j + jj. Entries with ii >=
-// valid_queries are stale; entries with jj >= valid_documents repeat the
-// last valid document's score. query_norms[i] is the norm of query row
-// q_begin + i; it is read only for metric::cosine.
+// valid_queries hold no valid score, and entries with jj >= valid_documents
+// repeat the last valid document's score. query_norms[i] is the norm of
+// query row q_begin + i, and only metric::cosine reads it.
 template <class Arch, class BlockSink>
 void score_blocks(matrix_view<const float> queries, const float* query_norms, matrix_view<const float> documents,
                   metric kind, std::size_t q_begin, std::size_t q_end, std::size_t d_begin, std::size_t d_end,
@@ -159,9 +159,9 @@ void score_blocks(matrix_view<const float> queries, const float* query_norms, ma
         for (std::size_t jj = 0; jj < block_documents; ++jj) {
             document_rows[jj] = documents.row(j + std::min(jj, valid_documents - 1));
         }
-        // With few queries the scan is memory-bound, and reading each row
-        // sequentially first (to compute its norm) lets the hardware prefetcher
-        // follow one stream instead of block_documents interleaved ones: the
+        // With few queries the scan is memory-bound. Reading each row
+        // sequentially first, to compute its norm, lets the hardware prefetcher
+        // follow one stream instead of block_documents interleaved ones. The
         // measured rate of a one-query dot search rose from 10 to 17.5 GB/s.
         if (compute_norms) {
             for (std::size_t jj = 0; jj < block_documents; ++jj) {

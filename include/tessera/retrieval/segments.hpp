@@ -21,7 +21,7 @@
 
 namespace tessera::retrieval {
 
-// How a segment's rows x_0 .. x_{n−1} become one vector.
+// The operation that turns a segment's rows x_0 .. x_{n−1} into one vector.
 enum class pooling_op {
     mean,           // Σ x / n
     weighted_mean,  // Σ w·x / Σ w, with one weight per row (positions 1..T in the padded layout)

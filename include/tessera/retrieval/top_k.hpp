@@ -2,9 +2,10 @@
 //
 // Candidates are ranked by score, higher first, and equal scores by index,
 // lower first. That is a strict total order on distinct indices, so the k
-// best candidates of any set are unique: merging lists built from any split
-// of the candidates gives the same result, which makes top-k independent of
-// how documents are divided among threads. NaN scores are never accepted.
+// best candidates of any set are unique. Merging lists built from any split
+// of the candidates therefore gives the same result, and top-k does not
+// depend on how documents are divided among threads. NaN scores are never
+// accepted.
 #pragma once
 
 #include "../core/config.hpp"

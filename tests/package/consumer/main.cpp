@@ -1,10 +1,10 @@
 // The consumer program of the packaging tests: a user's first FlexRound,
 // gamma-correction and retrieval program, built against tessera through
 // tessera::tessera (installed or added with add_subdirectory). It quantizes
-// a small weight to 4-bit codes with round-to-nearest, learns FlexRound
-// scales on random calibration inputs, applies a gamma lookup table to an
-// 8-bit image, pools passages into documents and searches them, and checks
-// the results it can know exactly.
+// a small weight to 4-bit codes with round-to-nearest and learns FlexRound
+// scales on random calibration inputs. It applies a gamma lookup table to
+// an 8-bit image, pools passages into documents and searches them. It
+// checks the results it can know exactly.
 
 #include <tessera/tessera.hpp>
 
