@@ -11,6 +11,7 @@
 #include "core/simd.hpp"
 #include "core/stream.hpp"
 #include "core/view.hpp"
+#include "attention/attention.hpp"
 #include "imaging/gamma.hpp"
 #include "quant/flexround.hpp"
 #include "quant/init.hpp"

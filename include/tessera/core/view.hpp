@@ -132,6 +132,43 @@ void check_size(const vector_view<T>& view, std::size_t size, const char* functi
     check_view(view, function, name);
 }
 
+// The byte range [begin, end) that a view's elements span.
+struct byte_range {
+    const unsigned char* begin = nullptr;
+    const unsigned char* end = nullptr;
+};
+
+template <class T>
+byte_range span_of(const matrix_view<T>& view)
+{
+    if (view.empty()) {
+        return {};
+    }
+    const auto* begin = reinterpret_cast<const unsigned char*>(view.data);
+    return {begin, begin + ((view.rows - 1) * view.row_stride + view.cols) * sizeof(T)};
+}
+
+template <class T>
+byte_range span_of(const vector_view<T>& view)
+{
+    const auto* begin = reinterpret_cast<const unsigned char*>(view.data);
+    return {begin, begin + view.size * sizeof(T)};
+}
+
+// Raises when an output's bytes overlap an input's. The check is on the
+// spanned ranges, so an output interleaved with an input's row padding is
+// rejected too.
+inline void check_disjoint(byte_range output, byte_range input, const char* function, const char* output_name,
+                           const char* input_name)
+{
+    if (output.begin == output.end || input.begin == input.end) {
+        return;
+    }
+    if (output.begin < input.end && input.begin < output.end) {
+        raise_invalid_argument(function, output_name, " must not overlap ", input_name);
+    }
+}
+
 } // namespace detail
 
 } // namespace tessera

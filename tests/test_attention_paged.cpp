@@ -1,0 +1,185 @@
+// Tests of attention::paged_scaled_dot_product: a paged cache gives the same
+// bits as the same keys stored contiguously, for prefill and decode, any
+// block size and block order, and any thread count.
+#include "attention_support.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <vector>
+
+using namespace tessera;
+using namespace tessera::test;
+using attention::alignment;
+using attention::mask_pattern;
+
+namespace {
+
+// Sequences of random keys, stored both contiguously (one tensor each) and
+// in a shuffled paged cache of layout [blocks, block_size, kv heads, dim]
+// (vLLM's order), with two unused blocks.
+struct paged_fixture {
+    std::size_t kv_heads, dim, value_dim, block_size;
+    std::vector<std::int32_t> lengths;
+    std::vector<std::vector<float>> keys, values;  // per sequence, [kv heads, length, dim]
+    std::vector<float> key_cache, value_cache;
+    std::vector<std::int32_t> table;
+    std::size_t blocks = 0;
+    std::size_t table_cols = 0;
+
+    paged_fixture(std::vector<std::int32_t> sequence_lengths, std::size_t heads, std::size_t d, std::size_t dv,
+                  std::size_t block, std::mt19937& rng)
+        : kv_heads(heads), dim(d), value_dim(dv), block_size(block), lengths(std::move(sequence_lengths))
+    {
+        for (std::int32_t length : lengths) {
+            table_cols = std::max(table_cols, (static_cast<std::size_t>(length) + block - 1) / block);
+            blocks += (static_cast<std::size_t>(length) + block - 1) / block;
+        }
+        blocks += 2;
+        table_cols += 1;  // an unused column that holds an invalid entry
+        std::vector<std::int32_t> order(blocks);
+        std::iota(order.begin(), order.end(), 0);
+        std::shuffle(order.begin(), order.end(), rng);
+
+        key_cache.assign(blocks * block * heads * d, 0.0f);
+        value_cache.assign(blocks * block * heads * dv, 0.0f);
+        table.assign(lengths.size() * table_cols, -1);
+        std::size_t next = 0;
+        for (std::size_t b = 0; b < lengths.size(); ++b) {
+            const auto length = static_cast<std::size_t>(lengths[b]);
+            keys.emplace_back(heads * length * d);
+            values.emplace_back(heads * length * dv);
+            for (float& x : keys.back()) {
+                x = uniform(rng, -1.5f, 1.5f);
+            }
+            for (float& x : values.back()) {
+                x = uniform(rng, -1.0f, 1.0f);
+            }
+            for (std::size_t j = 0; j < length; ++j) {
+                if (j % block == 0) {
+                    table[b * table_cols + j / block] = order[next++];
+                }
+                const auto slot = static_cast<std::size_t>(table[b * table_cols + j / block]);
+                for (std::size_t h = 0; h < heads; ++h) {
+                    std::copy_n(keys.back().data() + (h * length + j) * d, d,
+                                key_cache.data() + ((slot * block + j % block) * heads + h) * d);
+                    std::copy_n(values.back().data() + (h * length + j) * dv, dv,
+                                value_cache.data() + ((slot * block + j % block) * heads + h) * dv);
+                }
+            }
+        }
+    }
+
+    attention::paged_cache cache() const
+    {
+        attention::paged_cache c;
+        c.keys = {key_cache.data(), blocks, kv_heads, block_size, dim, block_size * kv_heads * dim, dim,
+                  kv_heads * dim};
+        c.values = {value_cache.data(), blocks, kv_heads, block_size, value_dim, block_size * kv_heads * value_dim,
+                    value_dim, kv_heads * value_dim};
+        c.block_table = {table.data(), lengths.size(), table_cols};
+        c.lengths = {lengths.data(), lengths.size()};
+        return c;
+    }
+};
+
+} // namespace
+
+TEST_CASE("paged attention equals contiguous attention bit for bit", "[attention][paged]")
+{
+    std::mt19937 rng(201);
+    const std::size_t heads = 4;
+    const std::size_t kv_heads = 2;
+    const std::size_t dim = 32;
+    const std::size_t value_dim = 24;
+    const std::vector<std::pair<const char*, mask_pattern>> patterns = {
+        {"none", mask_pattern::none()},
+        {"causal bottom-right", mask_pattern::causal(alignment::bottom_right)},
+        {"sliding window bottom-right", mask_pattern::sliding_window(300, 0, alignment::bottom_right)},
+    };
+    for (std::size_t block_size : {1, 5, 16}) {
+        const paged_fixture fixture({100, 0, 777, 1030}, kv_heads, dim, value_dim, block_size, rng);
+        const std::size_t batch = fixture.lengths.size();
+        for (std::size_t queries : {1, 4, 37}) {
+            std::vector<float> q(batch * heads * queries * dim);
+            for (float& x : q) {
+                x = uniform(rng, -1.5f, 1.5f);
+            }
+            for (const auto& [name, pattern] : patterns) {
+                INFO("block size " << block_size << ", queries " << queries << ", pattern " << name);
+                attention::options opts;
+                opts.pattern = pattern;
+                for_each_arch([&](auto arch) {
+                    using A = decltype(arch);
+                    for (int threads : {1, 2}) {
+                        INFO(threads << " threads");
+                        with_threads(threads, [&] {
+                            std::vector<float> out(batch * heads * queries * value_dim, 9.0f);
+                            std::vector<float> lse(batch * heads * queries, 9.0f);
+                            attention::paged_scaled_dot_product<A>(
+                                attention::tensor_view<const float>(q.data(), batch, heads, queries, dim),
+                                fixture.cache(),
+                                attention::tensor_view<float>(out.data(), batch, heads, queries, value_dim), opts,
+                                vector_view<float>(lse.data(), lse.size()));
+
+                            for (std::size_t b = 0; b < batch; ++b) {
+                                const auto length = static_cast<std::size_t>(fixture.lengths[b]);
+                                std::vector<float> expected(heads * queries * value_dim, 7.0f);
+                                std::vector<float> expected_lse(heads * queries, 7.0f);
+                                attention::scaled_dot_product<A>(
+                                    attention::tensor_view<const float>(q.data() + b * heads * queries * dim, 1, heads,
+                                                                        queries, dim),
+                                    attention::tensor_view<const float>(fixture.keys[b].data(), 1, kv_heads, length,
+                                                                        dim),
+                                    attention::tensor_view<const float>(fixture.values[b].data(), 1, kv_heads, length,
+                                                                        value_dim),
+                                    attention::tensor_view<float>(expected.data(), 1, heads, queries, value_dim), opts,
+                                    vector_view<float>(expected_lse.data(), expected_lse.size()));
+                                for (std::size_t i = 0; i < expected.size(); ++i) {
+                                    REQUIRE(same_bits(out[b * expected.size() + i], expected[i]));
+                                }
+                                for (std::size_t i = 0; i < expected_lse.size(); ++i) {
+                                    REQUIRE(same_bits(lse[b * expected_lse.size() + i], expected_lse[i]));
+                                }
+                            }
+                        });
+                    }
+                });
+            }
+        }
+    }
+}
+
+TEST_CASE("paged decode matches the reference", "[attention][paged]")
+{
+    std::mt19937 rng(202);
+    const paged_fixture fixture({1500, 64}, 1, 64, 64, 16, rng);
+    const std::size_t heads = 8;
+    std::vector<float> q(2 * heads * 2 * 64);
+    for (float& x : q) {
+        x = uniform(rng, -1.5f, 1.5f);
+    }
+    attention::options opts;
+    opts.pattern = mask_pattern::causal(alignment::bottom_right);
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        std::vector<float> out(2 * heads * 2 * 64);
+        attention::paged_scaled_dot_product<A>(attention::tensor_view<const float>(q.data(), 2, heads, 2, 64),
+                                               fixture.cache(), attention::tensor_view<float>(out.data(), 2, heads, 2, 64),
+                                               opts);
+        for (std::size_t b = 0; b < 2; ++b) {
+            const auto length = static_cast<std::size_t>(fixture.lengths[b]);
+            const auto ref = attention::reference::scaled_dot_product(
+                attention::tensor_view<const float>(q.data() + b * heads * 2 * 64, 1, heads, 2, 64),
+                attention::tensor_view<const float>(fixture.keys[b].data(), 1, 1, length, 64),
+                attention::tensor_view<const float>(fixture.values[b].data(), 1, 1, length, 64), opts);
+            const std::vector<float> got(out.begin() + static_cast<std::ptrdiff_t>(b * heads * 2 * 64),
+                                         out.begin() + static_cast<std::ptrdiff_t>((b + 1) * heads * 2 * 64));
+            std::string first;
+            const std::size_t errors = count_output_errors(got, ref, 1e-5, first);
+            INFO(first);
+            CHECK(errors == 0);
+        }
+    });
+}
