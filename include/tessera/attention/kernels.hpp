@@ -35,16 +35,15 @@ struct tile_shape {
     static constexpr std::size_t vectors = 2;
     static constexpr std::size_t rows = lanes * vectors;  // query rows per tile
     static constexpr std::size_t key_block = lanes >= 16 ? 8 : 6;
+    // Keys per tile, the multiple of key_block nearest 64 (66 or 64): Sᵀ
+    // and Pᵀ of a tile take keys·rows floats (8 KiB on AVX-512), and the
+    // tile's key and value rows stay in L1 or L2.
+    static constexpr std::size_t keys = (64 + key_block / 2) / key_block * key_block;
+    // Keys per split, 8 tiles. The keys are cut into splits whose softmax
+    // states are merged in order (attention.hpp), whichever thread computes
+    // them; decode spreads the splits over threads.
+    static constexpr std::size_t split = 8 * keys;
 };
-
-// Keys per tile: Sᵀ and Pᵀ of a tile take key_tile·rows floats (8 KiB on
-// AVX-512), and the tile's key and value rows stay in L1 or L2.
-inline constexpr std::size_t key_tile = 64;
-
-// Keys per split. The keys are cut into splits of this length whose
-// softmax states are merged in order (attention.hpp), whichever thread
-// computes them; decode spreads the splits over threads.
-inline constexpr std::size_t split_keys = 512;
 
 // e^x for x ≤ 88 (and NaN), within about 2 units in the last place for
 // x ≥ −87.33. With Flush, results below 2^-126 (x < −87.33, −∞ included)
@@ -185,7 +184,7 @@ TESSERA_ALWAYS_INLINE void value_block(const float* const* values, std::size_t d
     }
 }
 
-// value_block for the last `remaining` (< key_block) columns from d0.
+// value_block for `remaining` (at most Columns) columns from d0.
 template <class A, bool SkipZero, std::size_t Columns>
 void value_tail(const float* const* values, std::size_t d0, std::size_t remaining, const float* pt, std::size_t count,
                 const float* alpha, float* ot)
@@ -199,18 +198,31 @@ void value_tail(const float* const* values, std::size_t d0, std::size_t remainin
     }
 }
 
-// value_block over all value_dim output columns: whole blocks of key_block
-// columns, then one narrower block for the remainder.
+// value_block over all value_dim output columns: blocks of key_block
+// columns, the last two narrowed to share the remainder, since a block of
+// 1 or 2 columns has too few accumulators to keep the FMA units busy.
 template <class A, bool SkipZero>
 void value_columns(const float* const* values, std::size_t value_dim, const float* pt, std::size_t count,
                    const float* alpha, float* ot)
 {
     constexpr std::size_t block = tile_shape<A>::key_block;
+    std::size_t whole = value_dim / block;
+    std::size_t rest = value_dim % block;
+    if (rest != 0 && whole > 0) {
+        --whole;
+        rest += block;
+    }
     std::size_t d = 0;
-    for (; d + block <= value_dim; d += block) {
+    for (std::size_t i = 0; i < whole; ++i, d += block) {
         value_block<A, block, SkipZero>(values, d, pt, count, alpha, ot);
     }
-    value_tail<A, SkipZero, block - 1>(values, d, value_dim - d, pt, count, alpha, ot);
+    if (rest > block) {
+        const std::size_t first = (rest + 1) / 2;
+        value_tail<A, SkipZero, block>(values, d, first, pt, count, alpha, ot);
+        d += first;
+        rest -= first;
+    }
+    value_tail<A, SkipZero, block>(values, d, rest, pt, count, alpha, ot);
 }
 
 } // namespace tessera::attention::kernels

@@ -110,7 +110,7 @@ template <class A>
 struct tile_scratch {
     static constexpr std::size_t rows = kernels::tile_shape<A>::rows;
     static constexpr std::size_t key_block = kernels::tile_shape<A>::key_block;
-    static constexpr std::size_t padded_keys = (kernels::key_tile + key_block - 1) / key_block * key_block;
+    static constexpr std::size_t padded_keys = (kernels::tile_shape<A>::keys + key_block - 1) / key_block * key_block;
 
     aligned_vector<float> qt;     // [dim × rows] transposed queries
     aligned_vector<float> s;      // [padded_keys × rows] scores, then probabilities
@@ -118,7 +118,7 @@ struct tile_scratch {
     aligned_vector<float> alpha;  // [rows] rescale factors of a tile
     std::vector<float> zero_row;  // [dim] stands in for keys past the end of a block
     const float* key_rows[padded_keys] = {};
-    const float* value_rows[kernels::key_tile] = {};
+    const float* value_rows[kernels::tile_shape<A>::keys] = {};
     softmax_state<A> split;
     softmax_state<A> total;
 
@@ -126,7 +126,7 @@ struct tile_scratch {
     {
         qt.assign(dim * rows, 0.0f);
         s.assign(padded_keys * rows, 0.0f);
-        bias.assign(kernels::key_tile * rows, 0.0f);
+        bias.assign(kernels::tile_shape<A>::keys * rows, 0.0f);
         alpha.assign(rows, 0.0f);
         zero_row.assign(dim, 0.0f);
         split.reset(value_dim);
@@ -320,8 +320,8 @@ void run_keys(const problem& pr, const Keys& keys, std::size_t b, std::size_t kv
     constexpr std::size_t rows = kernels::tile_shape<A>::rows;
     const bool masks = pr.additive.requested() || pr.allowed.requested();
 
-    for (std::size_t j0 = begin; j0 < end; j0 += kernels::key_tile) {
-        const std::size_t n = std::min(kernels::key_tile, end - j0);
+    for (std::size_t j0 = begin; j0 < end; j0 += kernels::tile_shape<A>::keys) {
+        const std::size_t n = std::min(kernels::tile_shape<A>::keys, end - j0);
         const tile_kind kind = classify(tile, static_cast<std::int64_t>(j0), static_cast<std::int64_t>(n));
         if (kind == tile_kind::empty) {
             continue;
