@@ -378,3 +378,77 @@ TEST_CASE("attention with no queries, no batch or no heads", "[attention]")
         });
     }
 }
+
+TEST_CASE("attention decode rows take the narrow path and match the reference", "[attention][decode]")
+{
+    std::mt19937 rng(111);
+    // At most 2 rows per (batch, KV head), so every arch takes the narrow
+    // path (decode.hpp): single tokens and pairs, grouped heads, key counts
+    // from 0 to several splits, head and value dims with tails.
+    const std::vector<std::pair<const char*, mask_pattern>> patterns = {
+        {"none", mask_pattern::none()},
+        {"causal bottom-right", mask_pattern::causal(alignment::bottom_right)},
+        {"sliding window 100 left bottom-right", mask_pattern::sliding_window(100, 0, alignment::bottom_right)},
+        {"block-local 50 with 2 global", mask_pattern::block_local(50, 2)},
+    };
+    for (const auto& [name, pattern] : patterns) {
+        INFO("pattern " << name);
+        attention::options opts;
+        opts.pattern = pattern;
+        for (std::size_t keys : {0, 1, 70, 600, 1300}) {
+            run_on_every_arch({1, 1, 1, 1, keys, 64, 64}, opts, rng);
+            run_on_every_arch({2, 4, 2, 1, keys, 20, 13}, opts, rng);
+            run_on_every_arch({1, 2, 2, 2, keys, 48, 72}, opts, rng, true, 3, 1);
+        }
+    }
+
+    // Mask views on the narrow path.
+    const std::size_t keys = 300;
+    std::vector<float> additive(2 * keys);
+    std::vector<std::uint8_t> allowed(keys);
+    for (float& x : additive) {
+        x = uniform(rng, 0.0f, 1.0f) < 0.1f ? -infinity : uniform(rng, -2.0f, 2.0f);
+    }
+    for (auto& x : allowed) {
+        x = uniform(rng, 0.0f, 1.0f) < 0.8f ? 1 : 0;
+    }
+    attention::options masked;
+    masked.additive = {additive.data(), 0, keys, 0};  // one row per head, broadcast over batch
+    masked.allowed = {allowed.data(), 0, 0, 0};       // one key-padding row for everything
+    run_on_every_arch({2, 2, 1, 1, keys, 128, 128}, masked, rng);
+}
+
+TEST_CASE("attention decode rows keep NaN to the rows that see it", "[attention][decode]")
+{
+    std::mt19937 rng(112);
+    const std::size_t D = 16;
+    const std::size_t keys = 700;
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        // Two heads over one KV head: a NaN value hidden from head 0 by the
+        // additive mask, an infinite key hidden from both.
+        attention_problem p(1, 2, 1, 1, keys, D, D, rng);
+        p.v.at(0, 0, 650, 4) = nan_value;
+        p.k.at(0, 0, 20, 1) = infinity;
+        std::vector<float> additive(2 * keys, 0.0f);
+        additive[650] = -infinity;
+        additive[20] = -infinity;
+        additive[keys + 20] = -infinity;
+        attention::options opts;
+        opts.additive = {additive.data(), 0, keys, 0};
+        p.run<A>(opts);
+        const auto out = p.out.values();
+        for (std::size_t d = 0; d < D; ++d) {
+            CHECK(std::isfinite(out[d]));
+            CHECK(std::isnan(out[D + d]) == (d == 4));
+        }
+
+        // A NaN query makes its own row NaN only.
+        attention_problem r(1, 2, 1, 1, keys, D, D, rng);
+        r.q.at(0, 1, 0, 0) = nan_value;
+        r.run<A>({});
+        const auto nan_out = r.out.values();
+        CHECK(std::isfinite(nan_out[0]));
+        CHECK(std::isnan(nan_out[D]));
+    });
+}

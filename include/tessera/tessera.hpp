@@ -7,6 +7,7 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/extents.hpp"
+#include "core/halving_sum.hpp"
 #include "core/parallel.hpp"
 #include "core/simd.hpp"
 #include "core/stream.hpp"

@@ -11,6 +11,7 @@
 // result.
 #pragma once
 
+#include "../core/parallel.hpp"
 #include "../core/simd.hpp"
 #include "kernels.hpp"
 #include "layout.hpp"
@@ -110,7 +111,12 @@ template <class A>
 struct tile_scratch {
     static constexpr std::size_t rows = kernels::tile_shape<A>::rows;
     static constexpr std::size_t key_block = kernels::tile_shape<A>::key_block;
-    static constexpr std::size_t padded_keys = (kernels::tile_shape<A>::keys + key_block - 1) / key_block * key_block;
+    static constexpr std::size_t lanes = kernels::tile_shape<A>::lanes;
+    // Keys rounded up to whole register blocks (wide tiles) or whole batches
+    // (narrow tiles, decode.hpp); the rounded part points at zero_row.
+    static constexpr std::size_t by_blocks = (kernels::tile_shape<A>::keys + key_block - 1) / key_block * key_block;
+    static constexpr std::size_t by_lanes = (kernels::tile_shape<A>::keys + lanes - 1) / lanes * lanes;
+    static constexpr std::size_t padded_keys = by_blocks > by_lanes ? by_blocks : by_lanes;
 
     aligned_vector<float> qt;     // [dim × rows] transposed queries
     aligned_vector<float> s;      // [padded_keys × rows] scores, then probabilities
@@ -121,6 +127,7 @@ struct tile_scratch {
     const float* value_rows[kernels::tile_shape<A>::keys] = {};
     softmax_state<A> split;
     softmax_state<A> total;
+    std::vector<float> scaled_queries;  // [rows × dim] for narrow tiles
 
     void prepare(std::size_t dim, std::size_t value_dim)
     {
@@ -440,5 +447,70 @@ void finish(const softmax_state<A>& state, std::size_t count, std::size_t value_
         }
     }
 }
+
+// The query rows of one (batch, KV head) are the group's heads × queries,
+// head-major, cut into tiles of tile_shape::rows; row r is query r mod Lq
+// of head kv_head·group + r / Lq.
+struct row_layout {
+    std::size_t batch = 0;
+    std::size_t heads = 0;
+    std::size_t kv_heads = 0;
+    std::size_t group = 0;
+    std::size_t queries = 0;
+    std::size_t rows_per_tile = 0;
+
+    std::size_t tiles_per_head_group() const { return chunk_count(group * queries, rows_per_tile); }
+    std::size_t tiles() const { return batch * kv_heads * tiles_per_head_group(); }
+};
+
+// Where the outputs of a call go; null pointers are outputs not requested.
+struct outputs {
+    tensor_view<float> out;
+    float* lse = nullptr;      // [B, H, Lq] dense
+    float* stats_m = nullptr;  // [B, H, Lq] dense, for the head-mean pass
+    float* stats_l = nullptr;
+};
+
+// The rows, masks and output pointers of tile `index`.
+template <class A, class Keys>
+struct tile_rows {
+    row_tile<A> tile;
+    std::size_t b = 0;
+    std::size_t kv_head = 0;
+    const float* query_rows[kernels::tile_shape<A>::rows] = {};
+    float* out_rows[kernels::tile_shape<A>::rows] = {};
+    float* lse[kernels::tile_shape<A>::rows] = {};
+    float* stats_m[kernels::tile_shape<A>::rows] = {};
+    float* stats_l[kernels::tile_shape<A>::rows] = {};
+
+    tile_rows(const row_layout& layout, std::size_t index, const tensor_view<const float>& q, const outputs& out,
+              const problem& pr, const Keys& keys)
+    {
+        const std::size_t per_group = layout.tiles_per_head_group();
+        const std::size_t group_index = index / per_group;
+        const std::size_t first = (index % per_group) * layout.rows_per_tile;
+        b = group_index / layout.kv_heads;
+        kv_head = group_index % layout.kv_heads;
+
+        const std::size_t key_count = keys.count(b);
+        const std::int64_t offset = position_offset(pr.pattern.align, layout.queries, key_count);
+        tile.count = std::min(layout.rows_per_tile, layout.group * layout.queries - first);
+        for (std::size_t i = 0; i < tile.count; ++i) {
+            const std::size_t r = first + i;
+            const std::size_t head = kv_head * layout.group + r / layout.queries;
+            const std::size_t query = r % layout.queries;
+            query_rows[i] = q.row(b, head, query);
+            out_rows[i] = out.out.row(b, head, query);
+            const std::size_t flat = (b * layout.heads + head) * layout.queries + query;
+            lse[i] = out.lse != nullptr ? out.lse + flat : nullptr;
+            stats_m[i] = out.stats_m != nullptr ? out.stats_m + flat : nullptr;
+            stats_l[i] = out.stats_l != nullptr ? out.stats_l + flat : nullptr;
+            tile.visible[i] = visible_from(pr.pattern, static_cast<std::int64_t>(query) + offset,
+                                           static_cast<std::int64_t>(key_count));
+            tile.additive[i] = pr.additive.requested() ? pr.additive.row(b, head, query) : nullptr;
+            tile.allowed[i] = pr.allowed.requested() ? pr.allowed.row(b, head, query) : nullptr;
+        }
+    }
+};
 
 } // namespace tessera::attention::detail
