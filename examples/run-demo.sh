@@ -3,13 +3,14 @@
 # flexround_quantize (FlexRound on three layers of all-MiniLM-L6-v2), then lowlight_enhance
 # (gamma correction of a darkened photograph), which writes its PNG files to
 # $TESSERA_DEMO_BUILD_DIR/lowlight, then document_retrieval (document vectors, search and
-# passage reranking on embedded documentation pages). Missing Debian or Ubuntu packages are
-# installed first (cmake/install-deps.sh).
+# passage reranking on embedded documentation pages), then attention_layer (a real MiniLM
+# self-attention layer and spatio-temporal attention over 8 synthetic video frames). Missing
+# Debian or Ubuntu packages are installed first (cmake/install-deps.sh).
 #
-# Usage: examples/run-demo.sh                          run the three examples
+# Usage: examples/run-demo.sh                          run the four examples
 #        examples/run-demo.sh EXAMPLE [arguments...]   run one example, flexround_quantize,
-#                                                      lowlight_enhance or document_retrieval,
-#                                                      with these arguments
+#                                                      lowlight_enhance, document_retrieval or
+#                                                      attention_layer, with these arguments
 #        examples/run-demo.sh --option [arguments...]  run flexround_quantize with these arguments
 # lowlight_enhance writes to the same folder unless the arguments give another --out.
 # Environment:
@@ -22,11 +23,11 @@ build_dir="${TESSERA_DEMO_BUILD_DIR:-$source_dir/build/demo}"
 build_dir="$(realpath -m -- "$build_dir")"
 lowlight_out="$build_dir/lowlight"
 
-examples=(flexround_quantize lowlight_enhance document_retrieval)
+examples=(flexround_quantize lowlight_enhance document_retrieval attention_layer)
 arguments=()
 if [[ $# -gt 0 ]]; then
   case "$1" in
-    flexround_quantize | lowlight_enhance | document_retrieval)
+    flexround_quantize | lowlight_enhance | document_retrieval | attention_layer)
       examples=("$1")
       shift
       ;;
@@ -34,8 +35,8 @@ if [[ $# -gt 0 ]]; then
       examples=(flexround_quantize)
       ;;
     *)
-      echo "run-demo: unknown example '$1'; choose flexround_quantize, lowlight_enhance or" \
-        "document_retrieval" >&2
+      echo "run-demo: unknown example '$1'; choose flexround_quantize, lowlight_enhance," \
+        "document_retrieval or attention_layer" >&2
       exit 2
       ;;
   esac

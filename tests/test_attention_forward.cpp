@@ -452,3 +452,55 @@ TEST_CASE("attention decode rows keep NaN to the rows that see it", "[attention]
         CHECK(std::isnan(nan_out[D]));
     });
 }
+
+TEST_CASE("attention query_position places a slice of queries like the full sequence", "[attention]")
+{
+    std::mt19937 rng(113);
+    const std::size_t L = 120;
+    const std::size_t D = 32;
+    attention_problem full(1, 2, 1, L, L, D, D, rng);
+    const std::vector<std::pair<const char*, mask_pattern>> patterns = {
+        {"causal", mask_pattern::causal()},
+        {"spatio-temporal 17 patches", mask_pattern::spatio_temporal(17, 1, 1, 1)},
+        {"sliding window bottom-right", mask_pattern::sliding_window(30, 2, alignment::bottom_right)},
+    };
+    for (const auto& [name, pattern] : patterns) {
+        INFO("pattern " << name);
+        attention::options opts;
+        opts.pattern = pattern;
+        for_each_arch([&](auto arch) {
+            using A = decltype(arch);
+            full.run<A>(opts);
+            const auto whole = full.out.values();
+            const auto ref = full.reference(opts);
+
+            // Rows [first, first + count) of the queries as a tensor of their own.
+            for (const auto& [first, count] : {std::pair<std::size_t, std::size_t>{40, 50}, {7, 1}, {100, 2}}) {
+                INFO("rows " << first << " to " << first + count);
+                attention::options slice = opts;
+                slice.query_position = static_cast<std::int64_t>(first);
+                std::vector<float> out(2 * count * D);
+                const auto q = full.q.const_view();
+                attention::scaled_dot_product<A>(
+                    attention::tensor_view<const float>(q.row(0, 0, first), 1, 2, count, D, 0, q.head_stride,
+                                                        q.token_stride),
+                    full.k.const_view(), full.v.const_view(),
+                    attention::tensor_view<float>(out.data(), 1, 2, count, D), slice);
+                for (std::size_t h = 0; h < 2; ++h) {
+                    for (std::size_t i = 0; i < count; ++i) {
+                        for (std::size_t d = 0; d < D; ++d) {
+                            const std::size_t at = (h * L + first + i) * D + d;
+                            const float got = out[(h * count + i) * D + d];
+                            if (count > 8) {
+                                // Wide tiles on every arch: a row's bits depend only on the row.
+                                REQUIRE(same_bits(got, whole[at]));
+                            } else {
+                                REQUIRE(std::abs(got - ref.out[at]) <= tolerance * ref.weight[at]);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}

@@ -305,13 +305,12 @@ inline void finish_row(const float* state, std::size_t value_dim, float* out, fl
 // merges are the same either way.
 template <class A, class Keys>
 void forward_narrow(const tensor_view<const float>& q, const Keys& keys, const row_layout& layout, const problem& pr,
-                    const outputs& out, std::size_t splits)
+                    const outputs& out, std::size_t splits, int threads)
 {
     using scratch_type = tile_scratch<A>;
     const std::size_t groups = layout.tiles();
     const std::size_t slot = pr.value_dim + 2;
     const std::size_t row_count = layout.group * layout.queries;
-    const int threads = max_threads();
     std::vector<scratch_type> scratch(static_cast<std::size_t>(std::max(threads, 1)));
     std::vector<std::vector<float>> partial(scratch.size());
 

@@ -23,7 +23,10 @@
 //                        tokens (tokens = g + frames·P)
 // top_left is PyTorch's alignment (is_causal); bottom_right is that of
 // FlashAttention-2, vLLM and llama.cpp, where the last query row is the
-// last key. A bottom_right row with p < 0 sees only the global keys.
+// last key; options::query_position sets the offset directly. Groups are
+// floors, so a row with p < 0 has a negative group: under causal it sees
+// only the global keys, and a window reaching forward (after > 0) sees the
+// first keys, as FlashAttention's windows do.
 #pragma once
 
 #include "../core/error.hpp"
@@ -172,6 +175,10 @@ struct options {
     mask_view<float> additive{};
     // Nonzero: the key is visible; 0: masked.
     mask_view<std::uint8_t> allowed{};
+    // The position of query row 0, replacing the pattern's alignment: for a
+    // slice of a longer query sequence (chunked prefill, or a few rows of a
+    // spatio-temporal layout). |position| must be below 2^31.
+    std::optional<std::int64_t> query_position{};
 };
 
 namespace detail {
@@ -244,9 +251,14 @@ inline visible_keys visible_from(const mask_pattern& pattern, std::int64_t posit
     return v;
 }
 
-// The position offset of query rows under an alignment.
-inline std::int64_t position_offset(alignment a, std::size_t queries, std::size_t keys)
+// The position of query row 0: `first` when given, else 0 for top_left and
+// keys − queries for bottom_right.
+inline std::int64_t position_offset(alignment a, std::optional<std::int64_t> first, std::size_t queries,
+                                    std::size_t keys)
 {
+    if (first) {
+        return *first;
+    }
     return a == alignment::top_left ? 0 : static_cast<std::int64_t>(keys) - static_cast<std::int64_t>(queries);
 }
 

@@ -61,8 +61,12 @@ inline result scaled_dot_product(const tensor_view<const float>& q, const tensor
     const double scale = opts.scale ? static_cast<double>(*opts.scale)
                                     : static_cast<double>(static_cast<float>(1.0 / std::sqrt(static_cast<double>(D))));
     const double minus_infinity = -std::numeric_limits<double>::infinity();
-    const std::int64_t offset =
-        opts.pattern.align == alignment::top_left ? 0 : static_cast<std::int64_t>(Lk) - static_cast<std::int64_t>(Lq);
+    std::int64_t offset = opts.pattern.align == alignment::top_left
+                              ? 0
+                              : static_cast<std::int64_t>(Lk) - static_cast<std::int64_t>(Lq);
+    if (opts.query_position) {
+        offset = *opts.query_position;
+    }
 
     result r;
     r.out.assign(B * H * Lq * Dv, 0.0);

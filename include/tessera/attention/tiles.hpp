@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <vector>
 
 namespace tessera::attention::detail {
@@ -68,6 +69,15 @@ struct paged_keys {
     }
 };
 
+// Threads for a call of `work` multiply-adds: one below 2^20, where
+// starting and joining a parallel region costs more than the work (and a
+// busy machine can hold one thread up for milliseconds). Results do not
+// depend on it.
+inline int threads_for(double work)
+{
+    return work < 1048576.0 ? 1 : max_threads();
+}
+
 // What every tile of one call shares.
 struct problem {
     std::size_t dim = 0;
@@ -76,6 +86,7 @@ struct problem {
     mask_pattern pattern{};
     mask_view<float> additive{};
     mask_view<std::uint8_t> allowed{};
+    std::optional<std::int64_t> query_position{};
 };
 
 // Per-row data of a tile of query rows; lanes at or beyond `count` are
@@ -493,7 +504,7 @@ struct tile_rows {
         kv_head = group_index % layout.kv_heads;
 
         const std::size_t key_count = keys.count(b);
-        const std::int64_t offset = position_offset(pr.pattern.align, layout.queries, key_count);
+        const std::int64_t offset = position_offset(pr.pattern.align, pr.query_position, layout.queries, key_count);
         tile.count = std::min(layout.rows_per_tile, layout.group * layout.queries - first);
         for (std::size_t i = 0; i < tile.count; ++i) {
             const std::size_t r = first + i;
