@@ -9,6 +9,8 @@
 #   TESSERA_BUILD_DIR  build folder (default: build/ci in the source tree). The script deletes
 #                      it first when it is a tessera build folder, and stops when it is a
 #                      non-empty folder of anything else.
+#   TESSERA_TEST_MATRIX  0 skips tests/run-matrix.sh (the g++/clang++ × C++17/C++20 matrix),
+#                      which otherwise runs after ctest.
 #   CMAKE_GENERATOR, CXX and the other variables that cmake reads are honoured.
 set -euo pipefail
 
@@ -41,5 +43,10 @@ echo "run-tests: building with $jobs jobs"
 cmake --build "$build_dir" -j "$jobs"
 
 echo "run-tests: running ctest with $jobs jobs"
-cd -- "$build_dir"
-ctest --output-on-failure -j "$jobs"
+(cd -- "$build_dir" && ctest --output-on-failure -j "$jobs")
+
+# The compiler and standard matrix (g++ and clang++, C++17 and C++20).
+if [[ "${TESSERA_TEST_MATRIX:-1}" != 0 ]]; then
+  echo "run-tests: running the compiler and standard matrix (tests/run-matrix.sh)"
+  "$source_dir/tests/run-matrix.sh"
+fi
