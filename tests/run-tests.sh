@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build tessera's unit and packaging tests from an empty build folder in Release mode and run
-# them with ctest. Missing Debian or Ubuntu packages are installed first (cmake/install-deps.sh).
+# them with ctest. Missing Debian or Ubuntu packages are installed first (cmake/install-deps.sh),
+# and Conan 2 from PyPI into build/conan-<version> (cmake/install-conan.sh).
 # The examples and benchmarks keep their top-level default (ON), so they are compiled too and a
 # compile error in them fails the run. ctest runs only the tests.
 #
@@ -20,6 +21,8 @@ build_dir="$(realpath -m -- "$build_dir")"
 jobs="$(nproc)"
 
 "$source_dir/cmake/install-deps.sh"
+# Conan 2 for the test package.conan, pinned and installed from PyPI.
+conan="$("$source_dir/cmake/install-conan.sh")"
 
 if [[ -e "$build_dir" ]]; then
   if [[ -f "$build_dir/CMakeCache.txt" ]] &&
@@ -37,6 +40,7 @@ echo "run-tests: configuring $build_dir"
 cmake -S "$source_dir" -B "$build_dir" \
   -DCMAKE_BUILD_TYPE=Release \
   -DTESSERA_BUILD_TESTS=ON \
+  -DTESSERA_CONAN="$conan" \
   "$@"
 
 echo "run-tests: building with $jobs jobs"
