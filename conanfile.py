@@ -1,6 +1,6 @@
 """Conan 2 recipe of tessera, a header-only library of SIMD compute kernels.
 
-The package holds the headers and the CMake helper tessera_add_runtime_dispatch
+The package contains the headers and the CMake helper tessera_add_runtime_dispatch
 (a CMakeDeps build module). xsimd and Eigen come from Conan, or from the
 system through a profile's [platform_requires]. With the option with_openmp
 the OpenMP compiler and linker flag reaches consumers through cpp_info.

@@ -42,10 +42,9 @@ namespace detail {
 }
 
 // The installed handler, or null for default_error_handler. It starts as
-// null rather than as the address of default_error_handler because
-// tessera_add_runtime_dispatch gives each arch its own renamed copy of every
-// inline function but shares this variable, so the variable must not hold
-// the address of one of those copies.
+// null, not as the address of default_error_handler: the runtime-dispatch
+// helper gives each arch its own renamed copy of every inline function but
+// shares this variable. A stored address could point into one arch's copy.
 inline error_handler& current_error_handler()
 {
     static error_handler handler = nullptr;
