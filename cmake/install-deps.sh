@@ -3,7 +3,8 @@
 # ones already installed. It runs apt-get as root, or through sudo for other users.
 #
 # Usage: cmake/install-deps.sh
-# With CXX set to a clang compiler, libomp-dev is added for OpenMP; g++ brings its own libgomp.
+# With CXX set to a clang compiler, clang and libomp-dev (OpenMP) are added; g++ brings its own
+# libgomp.
 set -euo pipefail
 
 packages=(
@@ -18,7 +19,7 @@ packages=(
   libpng-dev
 )
 if [[ "$(basename -- "${CXX:-}")" == clang* ]]; then
-  packages+=(libomp-dev)
+  packages+=(clang libomp-dev)
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

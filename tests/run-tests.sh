@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build tessera's unit and packaging tests from an empty build folder in Release mode and run
-# them with ctest. Missing Debian or Ubuntu packages are installed first (cmake/install-deps.sh).
+# them with ctest. Missing Debian or Ubuntu packages are installed first (cmake/install-deps.sh),
+# and Conan 2 from PyPI into build/conan-<version> (cmake/install-conan.sh).
 # The examples and benchmarks keep their top-level default (ON), so they are compiled too and a
 # compile error in them fails the run. ctest runs only the tests.
 #
@@ -9,6 +10,8 @@
 #   TESSERA_BUILD_DIR  build folder (default: build/ci in the source tree). The script deletes
 #                      it first when it is a tessera build folder, and stops when it is a
 #                      non-empty folder of anything else.
+#   TESSERA_TEST_MATRIX  0 skips tests/run-matrix.sh (the g++/clang++ × C++17/C++20 matrix),
+#                      which otherwise runs after ctest.
 #   CMAKE_GENERATOR, CXX and the other variables that cmake reads are honoured.
 set -euo pipefail
 
@@ -18,6 +21,8 @@ build_dir="$(realpath -m -- "$build_dir")"
 jobs="$(nproc)"
 
 "$source_dir/cmake/install-deps.sh"
+# Conan 2 for the test package.conan, pinned and installed from PyPI.
+conan="$("$source_dir/cmake/install-conan.sh")"
 
 if [[ -e "$build_dir" ]]; then
   if [[ -f "$build_dir/CMakeCache.txt" ]] &&
@@ -35,11 +40,17 @@ echo "run-tests: configuring $build_dir"
 cmake -S "$source_dir" -B "$build_dir" \
   -DCMAKE_BUILD_TYPE=Release \
   -DTESSERA_BUILD_TESTS=ON \
+  -DTESSERA_CONAN="$conan" \
   "$@"
 
 echo "run-tests: building with $jobs jobs"
 cmake --build "$build_dir" -j "$jobs"
 
 echo "run-tests: running ctest with $jobs jobs"
-cd -- "$build_dir"
-ctest --output-on-failure -j "$jobs"
+(cd -- "$build_dir" && ctest --output-on-failure -j "$jobs")
+
+# The compiler and standard matrix (g++ and clang++, C++17 and C++20).
+if [[ "${TESSERA_TEST_MATRIX:-1}" != 0 ]]; then
+  echo "run-tests: running the compiler and standard matrix (tests/run-matrix.sh)"
+  "$source_dir/tests/run-matrix.sh"
+fi

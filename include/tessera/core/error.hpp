@@ -41,9 +41,13 @@ namespace detail {
     std::abort();
 }
 
+// The installed handler, or null for default_error_handler. It starts as
+// null, not as the address of default_error_handler: the runtime-dispatch
+// helper gives each arch its own renamed copy of every inline function but
+// shares this variable. A stored address could point into one arch's copy.
 inline error_handler& current_error_handler()
 {
-    static error_handler handler = &default_error_handler;
+    static error_handler handler = nullptr;
     return handler;
 }
 
@@ -54,8 +58,8 @@ inline error_handler& current_error_handler()
 inline error_handler set_error_handler(error_handler handler)
 {
     error_handler previous = detail::current_error_handler();
-    detail::current_error_handler() = handler != nullptr ? handler : &detail::default_error_handler;
-    return previous;
+    detail::current_error_handler() = handler;
+    return previous != nullptr ? previous : &detail::default_error_handler;
 }
 
 // Raises an argument error with a finished message.
@@ -64,7 +68,8 @@ inline error_handler set_error_handler(error_handler handler)
 #if TESSERA_EXCEPTIONS
     throw invalid_argument(message);
 #else
-    detail::current_error_handler()(message.c_str());
+    const error_handler handler = detail::current_error_handler();
+    (handler != nullptr ? handler : &detail::default_error_handler)(message.c_str());
     // A handler that returns would let the kernel run on bad input.
     std::abort();
 #endif

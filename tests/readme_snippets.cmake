@@ -1,0 +1,47 @@
+# Check that each README snippet marked `<!-- snippet: FILE -->` still matches FILE, a file that
+# the packaging tests build: every non-empty line of the fenced block that follows the marker
+# must occur, without its leading and trailing spaces, as a line of FILE. ctest runs this
+# script with `cmake -P`.
+#
+# Variables (-D): SOURCE_DIR, tessera's source folder.
+cmake_minimum_required(VERSION 3.16)
+
+file(STRINGS "${SOURCE_DIR}/README.md" readme_lines)
+set(file "")
+set(in_block FALSE)
+set(checked 0)
+set(failures "")
+foreach(line IN LISTS readme_lines)
+  if(line MATCHES "^<!-- snippet: ([^ ]+) -->$")
+    set(file "${CMAKE_MATCH_1}")
+    if(NOT EXISTS "${SOURCE_DIR}/${file}")
+      list(APPEND failures "the snippet file ${file} does not exist")
+      set(file "")
+    else()
+      file(STRINGS "${SOURCE_DIR}/${file}" file_lines)
+      list(TRANSFORM file_lines STRIP)
+    endif()
+  elseif(line MATCHES "^```" AND NOT file STREQUAL "")
+    if(in_block)
+      set(in_block FALSE)
+      set(file "")
+      math(EXPR checked "${checked} + 1")
+    else()
+      set(in_block TRUE)
+    endif()
+  elseif(in_block)
+    string(STRIP "${line}" stripped)
+    if(NOT stripped STREQUAL "" AND NOT stripped IN_LIST file_lines)
+      list(APPEND failures "README line '${stripped}' is not in ${file}")
+    endif()
+  endif()
+endforeach()
+
+if(checked EQUAL 0)
+  list(APPEND failures "README.md has no <!-- snippet: FILE --> marker")
+endif()
+if(failures)
+  string(REPLACE ";" "\n  " failures "${failures}")
+  message(FATAL_ERROR "README snippets out of date:\n  ${failures}")
+endif()
+message(STATUS "README: ${checked} snippets match the files the tests build")
