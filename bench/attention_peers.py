@@ -8,7 +8,7 @@ values drawn from N(0, 1), batch 1, layout [batch, heads, tokens, head_dim]:
         self-attention of L queries over the same L keys, with H heads of
         head dim D. causal: query i attends to keys 0..i, L (L + 1) / 2
         visible pairs per head. full: no mask, L * L pairs.
-        h32_l4096 runs only with --all (about 1 TFLOP per call with d128).
+        h32_l4096 runs only with --all (0.27 TFLOP per call with d128, full).
     decode_h32_kv4096_d128
         one query token per head against 4096 keys. The bottom-right causal
         mask hides no key there, so both peers run without a mask.
@@ -99,7 +99,7 @@ def parse_arguments(argv):
     parser.add_argument("--threads", type=int, default=1, help="threads of torch (default 1)")
     parser.add_argument("--out", help="write Google Benchmark JSON to this file")
     parser.add_argument("--workloads", default="", help="regular expression that selects workloads by name")
-    parser.add_argument("--all", action="store_true", help="also run prefill_h32_l4096_* (about 1 TFLOP per call)")
+    parser.add_argument("--all", action="store_true", help="also run prefill_h32_l4096_* (0.27 TFLOP per call with d128, full)")
     parser.add_argument("--min-time", type=float, default=0.5, help="minimum timed seconds per peer (default 0.5)")
     parser.add_argument("--min-repetitions", type=int, default=3, help="minimum timed calls per peer (default 3)")
     arguments = parser.parse_args(argv)

@@ -15,8 +15,8 @@
 //
 // Numerical contract
 // - fp32 storage and arithmetic. The queries are multiplied by the scale
-//   once (exact for the default scale of head dims 16, 64 and 256); each
-//   score is then a dot product with one fma per element in order
+//   once, which is exact for the default scale of head dims 16, 64 and 256.
+//   Each score is then a dot product with one fma per element in order
 //   (kernels.hpp), plus the additive mask. Probabilities use e^x within
 //   about 2 ulp; a row's sum and output accumulate in float over tiles of
 //   64 or 66 keys and splits of 8 tiles, merged exactly (each rescaled by
@@ -173,10 +173,10 @@ inline void check_options(const options& opts, std::size_t dim, const char* func
 }
 
 // The forward pass over all tiles. Each tile's keys are cut into splits of
-// kernels::tile_shape<A>::split keys; split states are merged in split order. With fewer
-// tiles than threads (decode), the (tile, split) pairs run as separate
-// tasks whose states are merged afterwards; otherwise each task runs a
-// tile's splits in order. Both give the same bits.
+// kernels::tile_shape<A>::split keys, and split states are merged in split
+// order. With fewer tiles than threads, each (tile, split) pair is a task
+// and the states are merged afterwards. Otherwise each task runs a tile's
+// splits in order. Both give the same bits.
 template <class A, class Keys>
 void forward(const tensor_view<const float>& q, const Keys& keys, const row_layout& layout, const problem& pr,
              const outputs& out)

@@ -15,7 +15,7 @@
 //   with one fma per key in order,
 // and the splits are those of the wide path, merged in order. Which path a
 // call takes depends only on its shape, so results still do not depend on
-// the thread count or on paged versus contiguous keys; the two paths may
+// the thread count or on paged versus contiguous keys. The two paths may
 // differ in the last bits of a row.
 #pragma once
 
@@ -165,8 +165,8 @@ void narrow_values(const float* const* values, std::size_t value_dim, const floa
 }
 
 // Runs the rows of a narrow tile over keys [begin, end) of one (batch, KV
-// head). queries holds the scaled query rows, [tile.count × dim]; slots
-// holds one state of value_dim + 2 floats per row.
+// head). `queries` contains the scaled query rows, [tile.count × dim], and
+// `slots` one state of value_dim + 2 floats per row.
 template <class A, class Keys>
 void run_narrow(const problem& pr, const Keys& keys, std::size_t b, std::size_t kv_head, const row_tile<A>& tile,
                 const float* queries, std::size_t begin, std::size_t end, tile_scratch<A>& scratch, float* slots)
@@ -300,8 +300,8 @@ inline void finish_row(const float* state, std::size_t value_dim, float* out, fl
 
 // The forward pass of a call whose (batch, KV head) groups have at most
 // narrow_rows<A> rows: one tile per group. With at least as many groups as
-// threads each task runs a group's splits in order; otherwise (group,
-// split) pairs run as tasks and their states are merged afterwards. The
+// threads, each task runs a group's splits in order. With fewer, each
+// (group, split) pair is a task and the states are merged afterwards. The
 // merges are the same either way.
 template <class A, class Keys>
 void forward_narrow(const tensor_view<const float>& q, const Keys& keys, const row_layout& layout, const problem& pr,

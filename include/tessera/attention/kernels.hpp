@@ -1,8 +1,8 @@
 // SIMD building blocks of the attention kernels: a vector exp and the two
 // register-blocked micro-kernels of a tile.
 //
-// A tile holds up to `tile_rows` query rows, one per SIMD lane: vector v of
-// a tile row holds the rows v·N … v·N + N−1, N being the lane count. Scores
+// A tile contains up to tile_shape::rows query rows, one per SIMD lane:
+// vector v of a tile line covers rows v·N … v·N + N−1 for N lanes. Scores
 // are stored transposed, one line per key and one lane per query (Sᵀ), and
 // the output accumulator is transposed too, one line per output column
 // (Oᵀ). Every reduction of the softmax then runs across lines, lane by
@@ -138,9 +138,9 @@ TESSERA_ALWAYS_INLINE void score_block(const float* const* keys, const float* qt
 
 // Oᵀ lines d0 … d0 + Columns − 1: ot[d·rows + i] = alpha[i]·ot[d·rows + i]
 // + Σ_j values[j][d]·pt[j·rows + i] for j < count. With SkipZero, a term
-// whose probability is exactly 0 is left out instead of added, so that a
-// masked key whose value is NaN or infinite cannot turn 0·v into NaN; the
-// other terms get the same fma and the same bits.
+// whose probability is exactly 0 is left out, so that a masked key whose
+// value is NaN or infinite cannot turn 0·v into NaN. The other terms get
+// the same fma and the same bits.
 template <class A, std::size_t Columns, bool SkipZero>
 TESSERA_ALWAYS_INLINE void value_block(const float* const* values, std::size_t d0, const float* pt, std::size_t count,
                                        const float* alpha, float* ot)

@@ -1,9 +1,9 @@
 // Tensors, masks and options of the attention family.
 //
 // tensor_view is a strided [batch, heads, tokens, dim] view whose last axis
-// is contiguous; the three outer strides are free, so the same type covers
-// PyTorch's [batch, heads, tokens, dim], the [batch, tokens, heads, dim] that
-// projections produce (bthd below) and the blocks of a paged KV cache.
+// is contiguous. The three outer strides are free, so the same type covers
+// PyTorch's [batch, heads, tokens, dim], the [batch, tokens, heads, dim]
+// that projections produce (bthd below) and the blocks of a paged KV cache.
 //
 // mask_pattern describes the structural masks by one rule. Query row i has
 // the position p = i + offset, offset being 0 for top_left alignment and
@@ -214,8 +214,8 @@ inline std::int64_t floor_div(std::int64_t a, std::int64_t b)
 
 // The keys visible from a query at `position` among `keys` keys. Positions
 // and key counts are below 2^32 in magnitude (token counts below 2^31), so
-// a group saturated at 2^40 and before/after saturated at 2^60 give the
-// same answer as the exact values, and no product overflows.
+// a group saturated at 2^40 and before/after saturated at 2^60 select the
+// same keys as the exact values, and no product overflows.
 inline visible_keys visible_from(const mask_pattern& pattern, std::int64_t position, std::int64_t keys)
 {
     constexpr std::size_t group_limit = std::size_t(1) << 40;

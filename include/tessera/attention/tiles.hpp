@@ -5,10 +5,10 @@
 // A softmax state holds, per query row, the running maximum m of the
 // scaled scores, the sum l of e^(s − m) and the unnormalised output
 // Oᵀ = Σ e^(s − m)·v. States of consecutive splits are merged by
-// merge_state in split order, and finish() divides by l. A tile in which a
-// row sees no key leaves that row's state as it was, bit for bit (e^0 is
-// exactly 1 and e^−∞ exactly 0), so skipping fully masked tiles changes no
-// result.
+// merge_state in split order, and finish() divides by l. A tile whose keys
+// are all masked for a row leaves that row's state unchanged, bit for bit,
+// because e^0 is exactly 1 and e^−∞ exactly 0. Skipping fully masked tiles
+// therefore changes no result.
 #pragma once
 
 #include "../core/parallel.hpp"
@@ -78,7 +78,7 @@ inline int threads_for(double work)
     return work < 1048576.0 ? 1 : max_threads();
 }
 
-// What every tile of one call shares.
+// The parameters that every tile of one call shares.
 struct problem {
     std::size_t dim = 0;
     std::size_t value_dim = 0;
