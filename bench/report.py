@@ -1105,11 +1105,11 @@ def attention_method_lines(kernels, statistic):
         "",
         "Memory: `eigen_plain` stores each head's Lq × Lk float scores, one buffer per thread (the Eigen "
         "scores column), so its memory grows with the square of the sequence length. tessera stores no "
-        "score matrix. Reading `include/tessera/attention/attention.hpp` (this is not measured here), a "
-        "call allocates per-thread tiles whose size depends on the head dims only, B·H·Lq floats of row "
-        "statistics when head-averaged probabilities are requested, and, when a call has fewer query "
-        "tiles than threads, one softmax state per (tile, key split). Besides its inputs and outputs, "
-        "its memory is therefore constant or linear in the sequence length.",
+        "score matrix. From reading `include/tessera/attention/` (not measured here): a call "
+        "allocates per-thread tiles whose size depends on the head dims only. It adds B·H·Lq floats of "
+        "row statistics when head-averaged probabilities are requested, and one softmax state per "
+        "(tile, key split) when a call has fewer query tiles than threads. Besides its inputs and "
+        "outputs, its memory is therefore constant or linear in the sequence length.",
     ]
 
 

@@ -23,7 +23,7 @@ include_guard(GLOBAL)
 
 # The kernel families that tessera/dispatch/ provides, one header tessera/dispatch/<family>.hpp
 # each, defining TESSERA_DISPATCH_<FAMILY>_KERNELS. Add a new family here.
-set(TESSERA_DISPATCH_FAMILIES quant imaging retrieval)
+set(TESSERA_DISPATCH_FAMILIES quant imaging retrieval attention)
 
 # The archs of tessera::dispatch::dispatch_archs, with their xsimd type and their compiler flags
 # TESSERA_DISPATCH_FLAGS_<arch>. A static build with the same flags gives the same results.

@@ -11,6 +11,7 @@
 
 #include "workload.hpp"
 
+#include <tessera/dispatch/attention.hpp>
 #include <tessera/dispatch/imaging.hpp>
 #include <tessera/dispatch/quant.hpp>
 #include <tessera/dispatch/retrieval.hpp>
@@ -64,6 +65,16 @@ struct dispatch_calls {
     void maxsim(Args&&... args) { used.push_back(dispatch::retrieval::maxsim(std::forward<Args>(args)...)); }
     template <class... Args>
     void padded_pool(Args&&... args) { used.push_back(dispatch::retrieval::padded_pool(std::forward<Args>(args)...)); }
+    template <class... Args>
+    void scaled_dot_product(Args&&... args)
+    {
+        used.push_back(dispatch::attention::scaled_dot_product(std::forward<Args>(args)...));
+    }
+    template <class... Args>
+    void paged_scaled_dot_product(Args&&... args)
+    {
+        used.push_back(dispatch::attention::paged_scaled_dot_product(std::forward<Args>(args)...));
+    }
 };
 
 // The widest dispatch arch of this CPU, from the compiler's CPU detection
@@ -144,7 +155,7 @@ int main(int argc, char** argv)
         dispatch::set_max_arch(cap);
         dispatch_calls calls;
         const family_outputs outputs = {workload::quant_outputs(calls), workload::imaging_outputs(calls),
-                                        workload::retrieval_outputs(calls)};
+                                        workload::retrieval_outputs(calls), workload::attention_outputs(calls)};
 
         bool arch_ok = true;
         for (const dispatch::arch used : calls.used) {
@@ -156,9 +167,9 @@ int main(int argc, char** argv)
         }
         const std::string reference_file = reference_dir + "/static_" + dispatch::name(cap) + ".bin";
         const family_outputs reference = read_reference(reference_file);
-        const char* families[] = {"quant", "imaging", "retrieval"};
+        const char* families[] = {"quant", "imaging", "retrieval", "attention"};
         bool equal = true;
-        for (std::size_t family = 0; family < 3; ++family) {
+        for (std::size_t family = 0; family < 4; ++family) {
             if (reference.size() <= family || reference[family] != outputs[family]) {
                 std::printf("dispatch consumer: %s outputs on %s differ from the static path\n", families[family],
                             dispatch::name(cap));

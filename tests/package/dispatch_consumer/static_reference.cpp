@@ -6,7 +6,7 @@
 // dispatched ones bit for bit. It writes the outputs to the file named by
 // its argument, for main.cpp to compare.
 //
-// File format: the outputs of the quant, imaging and retrieval calls, each
+// File format: the outputs of the quant, imaging, retrieval and attention calls, each
 // as a uint64 byte count followed by the bytes.
 
 #include "workload.hpp"
@@ -42,6 +42,16 @@ struct static_calls {
     void maxsim(Args&&... args) { tessera::retrieval::maxsim<Arch>(std::forward<Args>(args)...); }
     template <class... Args>
     void padded_pool(Args&&... args) { tessera::retrieval::padded_pool<Arch>(std::forward<Args>(args)...); }
+    template <class... Args>
+    void scaled_dot_product(Args&&... args)
+    {
+        tessera::attention::scaled_dot_product<Arch>(std::forward<Args>(args)...);
+    }
+    template <class... Args>
+    void paged_scaled_dot_product(Args&&... args)
+    {
+        tessera::attention::paged_scaled_dot_product<Arch>(std::forward<Args>(args)...);
+    }
 };
 
 void write_blob(std::ofstream& file, const std::string& bytes)
@@ -64,6 +74,7 @@ int main(int argc, char** argv)
     write_blob(file, workload::quant_outputs(calls));
     write_blob(file, workload::imaging_outputs(calls));
     write_blob(file, workload::retrieval_outputs(calls));
+    write_blob(file, workload::attention_outputs(calls));
     file.close();
     if (!file) {
         std::fprintf(stderr, "static reference: writing %s failed\n", argv[1]);

@@ -5,6 +5,7 @@
 // string, so the two programs can compare their results bit for bit.
 #pragma once
 
+#include <tessera/attention/attention.hpp>
 #include <tessera/imaging/gamma.hpp>
 #include <tessera/quant/flexround.hpp>
 #include <tessera/retrieval/pooling.hpp>
@@ -203,6 +204,67 @@ std::string retrieval_outputs(Calls& calls)
     append(bytes, top_indices);
     append(bytes, maxsim_scores);
     append(bytes, padded);
+    return bytes;
+}
+
+// Runs the attention calls through `calls` and returns their outputs: a
+// causal prefill with grouped-query heads, log-sum-exp and the head-averaged
+// map (wide tiles), and a paged decode of one token per sequence (narrow
+// tiles).
+template <class Calls>
+std::string attention_outputs(Calls& calls)
+{
+    namespace att = tessera::attention;
+    constexpr std::size_t heads = 4;
+    constexpr std::size_t kv_heads = 2;
+    constexpr std::size_t queries = 19;
+    constexpr std::size_t keys = 71;
+    const std::vector<float> q = values(heads * queries * dim, -1.0f, 1.0f, 11);
+    const std::vector<float> k = values(kv_heads * keys * dim, -1.0f, 1.0f, 12);
+    const std::vector<float> v = values(kv_heads * keys * dim, -1.0f, 1.0f, 13);
+
+    att::options options;
+    options.pattern = att::mask_pattern::causal(att::alignment::bottom_right);
+    std::vector<float> out(heads * queries * dim);
+    std::vector<float> lse(heads * queries);
+    std::vector<float> map(queries * keys);
+    calls.scaled_dot_product(att::tensor_view<const float>(q.data(), 1, heads, queries, dim),
+                             att::tensor_view<const float>(k.data(), 1, kv_heads, keys, dim),
+                             att::tensor_view<const float>(v.data(), 1, kv_heads, keys, dim),
+                             att::tensor_view<float>(out.data(), 1, heads, queries, dim), options,
+                             tessera::vector_view<float>(lse.data(), lse.size()),
+                             tessera::matrix_view<float>(map.data(), queries, keys));
+
+    // The keys of the prefill as a cache of 5 blocks of 16 tokens, in reverse block order.
+    constexpr std::size_t block_size = 16;
+    constexpr std::size_t blocks = 5;
+    std::vector<float> key_cache(blocks * kv_heads * block_size * dim, 0.0f);
+    std::vector<float> value_cache(key_cache.size(), 0.0f);
+    const std::vector<std::int32_t> table = {4, 3, 2, 1, 0};
+    const std::vector<std::int32_t> lengths = {static_cast<std::int32_t>(keys)};
+    for (std::size_t h = 0; h < kv_heads; ++h) {
+        for (std::size_t j = 0; j < keys; ++j) {
+            const std::size_t at = ((static_cast<std::size_t>(table[j / block_size]) * kv_heads + h) * block_size +
+                                    j % block_size) * dim;
+            std::memcpy(&key_cache[at], &k[(h * keys + j) * dim], dim * sizeof(float));
+            std::memcpy(&value_cache[at], &v[(h * keys + j) * dim], dim * sizeof(float));
+        }
+    }
+    att::paged_cache cache;
+    cache.keys = att::tensor_view<const float>(key_cache.data(), blocks, kv_heads, block_size, dim);
+    cache.values = att::tensor_view<const float>(value_cache.data(), blocks, kv_heads, block_size, dim);
+    cache.block_table = tessera::matrix_view<const std::int32_t>(table.data(), 1, blocks);
+    cache.lengths = tessera::vector_view<const std::int32_t>(lengths.data(), 1);
+    std::vector<float> decoded(heads * dim);
+    calls.paged_scaled_dot_product(att::tensor_view<const float>(q.data(), 1, heads, 1, dim), cache,
+                                   att::tensor_view<float>(decoded.data(), 1, heads, 1, dim), options,
+                                   tessera::vector_view<float>{});
+
+    std::string bytes;
+    append(bytes, out);
+    append(bytes, lse);
+    append(bytes, map);
+    append(bytes, decoded);
     return bytes;
 }
 
