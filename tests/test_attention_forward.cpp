@@ -504,3 +504,51 @@ TEST_CASE("attention query_position places a slice of queries like the full sequ
         });
     }
 }
+
+TEST_CASE("attention random shapes, patterns and masks match the reference", "[attention][random]")
+{
+    // Shapes, patterns, mask views and layouts drawn together, so that
+    // combinations no hand-written case lists are compared with the
+    // reference too: both paths, every pattern parameter, broadcast and
+    // full masks, with and without query_position.
+    std::mt19937 rng(114);
+    auto draw = [&](int low, int high) { return static_cast<std::size_t>(uniform_int(rng, low, high)); };
+    for (int trial = 0; trial < 150; ++trial) {
+        const std::size_t kv_heads = draw(1, 3);
+        const std::size_t heads = kv_heads * draw(1, 3);
+        const std::size_t queries = uniform_int(rng, 0, 3) == 0 ? draw(1, 3) : draw(1, 90);
+        const std::size_t keys = draw(0, 700);
+        const shape s{draw(1, 2), heads, kv_heads, queries, keys, draw(1, 70), draw(1, 40)};
+
+        attention::options opts;
+        opts.pattern.group = draw(1, 12);
+        opts.pattern.before = uniform_int(rng, 0, 2) == 0 ? mask_pattern::unbounded : draw(0, 40);
+        opts.pattern.after = uniform_int(rng, 0, 2) == 0 ? mask_pattern::unbounded : draw(0, 40);
+        opts.pattern.global_tokens = uniform_int(rng, 0, 1) == 0 ? 0 : draw(1, 5);
+        opts.pattern.align = uniform_int(rng, 0, 1) == 0 ? alignment::top_left : alignment::bottom_right;
+        if (uniform_int(rng, 0, 3) == 0) {
+            opts.query_position = uniform_int(rng, -50, 700);
+        }
+        if (uniform_int(rng, 0, 3) == 0) {
+            opts.scale = uniform(rng, -0.5f, 0.5f);
+        }
+        std::vector<float> additive(s.batch * s.heads * s.queries * std::max<std::size_t>(s.keys, 1));
+        std::vector<std::uint8_t> allowed(additive.size());
+        for (std::size_t i = 0; i < additive.size(); ++i) {
+            additive[i] = uniform(rng, 0.0f, 1.0f) < 0.1f ? -infinity : uniform(rng, -2.0f, 2.0f);
+            allowed[i] = uniform(rng, 0.0f, 1.0f) < 0.85f ? 1 : 0;
+        }
+        const std::size_t row = std::max<std::size_t>(s.keys, 1);
+        const int masks = uniform_int(rng, 0, 3);
+        if (masks == 1 || masks == 3) {
+            opts.additive = {additive.data(), s.heads * s.queries * row, s.queries * row, row};
+        }
+        if (masks == 2 || masks == 3) {
+            opts.allowed = {allowed.data(), 0, 0, uniform_int(rng, 0, 1) == 0 ? 0 : row};
+        }
+        INFO("trial " << trial << ", pattern group " << opts.pattern.group << " before " << opts.pattern.before
+                      << " after " << opts.pattern.after << " global " << opts.pattern.global_tokens << " align "
+                      << to_string(opts.pattern.align) << ", masks " << masks);
+        run_on_every_arch(s, opts, rng, uniform_int(rng, 0, 1) == 1, draw(0, 3), draw(0, 3));
+    }
+}
