@@ -561,9 +561,9 @@ struct sample_check {
 };
 
 // Compares the sample rows of tessera's out, log-sum-exp and map with the reference.
-// The reference stores a score for every key of every row, so it runs on one query row at a time:
-// a one-token view at row i of q against all keys, placed at position i by query_position so
-// that the video pattern applies to it as to the full sequence.
+// The reference stores a score for every key of every row, so it runs on one query row at a time,
+// a one-token view at row i of q against all keys. query_position places that row at position i,
+// so the video pattern applies to it as to the full sequence.
 sample_check compare_sample_rows(const video_tensors& video, const std::vector<float>& out,
                                  const std::vector<float>& lse, const std::vector<float>& map)
 {

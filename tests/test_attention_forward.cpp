@@ -248,8 +248,8 @@ TEST_CASE("attention NaN reaches the rows that see it and no others", "[attentio
             }
         }
 
-        // NaN in key 40 and ∞ in value 70 of head 0: causal rows before
-        // them never see them and stay finite; the rows from 40 on are NaN.
+        // NaN in key 40 and ∞ in value 70 of head 0. Causal rows before 40
+        // never see them and stay finite, and the rows from 40 on are NaN.
         attention_problem r(1, 1, 1, L, L, D, D, rng);
         r.k.at(0, 0, 40, 0) = nan_value;
         r.v.at(0, 0, 70, 5) = infinity;

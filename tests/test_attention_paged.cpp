@@ -37,7 +37,7 @@ struct paged_fixture {
             blocks += (static_cast<std::size_t>(length) + block - 1) / block;
         }
         blocks += 2;
-        table_cols += 1;  // an unused column that holds an invalid entry
+        table_cols += 1;  // an unused column that contains an invalid entry
         std::vector<std::int32_t> order(blocks);
         std::iota(order.begin(), order.end(), 0);
         std::shuffle(order.begin(), order.end(), rng);

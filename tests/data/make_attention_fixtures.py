@@ -127,8 +127,8 @@ def structural_mask(query_count, key_count, group, before, after, global_tokens,
 
     query_global = (positions >= 0) & (positions < global_tokens)
     key_global = keys < global_tokens
-    # A query with p < 0 (bottom_right with Lq > Lk) has a negative group and
-    # sees the keys its window reaches, as in FlashAttention's windows.
+    # A query with p < 0 (bottom_right with Lq > Lk) has a negative group, so
+    # only keys within its window are visible, as in FlashAttention's windows.
     query_group = (positions - global_tokens) // group
     key_group = (keys - global_tokens) // group
 

@@ -18,9 +18,9 @@
 //   once, which is exact for the default scale of head dims 16, 64 and 256.
 //   Each score is then a dot product with one fma per element in order
 //   (kernels.hpp), plus the additive mask. Probabilities use e^x within
-//   about 2 ulp; a row's sum and output accumulate in float over tiles of
-//   64 or 66 keys and splits of 8 tiles, merged exactly (each rescaled by
-//   e^(m_split − m)). To first order, against the double reference,
+//   about 2 ulp. A row's sum and output accumulate in float over tiles of
+//   64 or 66 keys, and splits of 8 tiles are merged exactly, each rescaled
+//   by e^(m_split − m). To first order, against the double reference,
 //     |out − ref| ≤ (4·(D + 2)·2^-24·S + 2^-20)·Σ_j p_j·|v_j|,
 //   S being the largest Σ_c |scale·q_c·k_c| + |mask| over the row's visible
 //   keys: the rounding of the float scores, which e^x turns into relative

@@ -6,7 +6,7 @@
 // are stored transposed, one line per key and one lane per query (Sᵀ), and
 // the output accumulator is transposed too, one line per output column
 // (Oᵀ). Every reduction of the softmax then runs across lines, lane by
-// lane, and each query row sees exactly the same operations whichever lane
+// lane, and each query row gets exactly the same operations whichever lane
 // or tile it sits in:
 //   Sᵀ[j][i] = Σ_c K[j][c]·Qᵀ[c][i]   one fma per c, in order of c
 //   Oᵀ[d][i] = α[i]·Oᵀ[d][i] + Σ_j V[j][d]·Pᵀ[j][i]   one fma per j, in order of j

@@ -21,9 +21,9 @@
 //   spatio_temporal(P, b, a, g)  G = P patches per frame: the frames from b
 //                        before to a after the query's frame, plus g global
 //                        tokens (tokens = g + frames·P)
-// top_left is PyTorch's alignment (is_causal); bottom_right is that of
+// top_left is PyTorch's alignment (is_causal). bottom_right is that of
 // FlashAttention-2, vLLM and llama.cpp, where the last query row is the
-// last key; options::query_position sets the offset directly. Groups are
+// last key. options::query_position sets the offset directly. Groups are
 // floors, so a row with p < 0 has a negative group: under causal it sees
 // only the global keys, and a window reaching forward (after > 0) sees the
 // first keys, as FlashAttention's windows do.
