@@ -24,12 +24,9 @@
 #   ALL           set to 1 to add prefill_h32_l4096_* to both programs (0.27 TFLOP per call of
 #                 the full d128 workload, and 64 MiB of Eigen scores per thread)
 #   OUTPUT        page to write (default docs/benchmarks.md)
-# NOTE: with the defaults, the whole script should take 10 to 15 minutes on a 2-core machine.
-# That is an estimate from the rates of a short run (tessera 55 to 75 and Eigen 20 to 55 GFLOP/s
-# on one AVX2 core), about 3 minutes for attention_bench at one thread, and the peer script's own
-# estimate of 3 minutes per thread count. ALL=1 adds
-# about 0.6 TFLOP per implementation and thread count. Peak memory is about 2 GB, from the
-# PyTorch peers, and about 8 GB with ALL=1.
+# With the defaults and torch installed, one run took about 13 minutes on a 2-core AVX2 machine,
+# threads 1 and 2 together. ALL=1 adds about 0.6 TFLOP per implementation and thread count.
+# NOTE: peak memory is an estimate, about 2 GB from the PyTorch peers and about 8 GB with ALL=1.
 set -euo pipefail
 
 repository=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -14,27 +14,8 @@
 using namespace tessera;
 using attention::mask_pattern;
 using attention::tensor_view;
-using Catch::Matchers::ContainsSubstring;
-
-namespace {
-
-struct error_case {
-    const char* name;
-    std::function<void()> call;
-    const char* message;
-};
-
-void check_cases(const std::vector<error_case>& cases, const std::function<bool()>& outputs_untouched)
-{
-    for (const error_case& c : cases) {
-        INFO("case: " << c.name);
-        REQUIRE_THROWS_AS(c.call(), tessera::invalid_argument);
-        REQUIRE_THROWS_WITH(c.call(), ContainsSubstring(c.message));
-        REQUIRE(outputs_untouched());
-    }
-}
-
-} // namespace
+using tessera::test::check_cases;
+using tessera::test::error_case;
 
 TEST_CASE("scaled_dot_product argument errors", "[attention][errors]")
 {

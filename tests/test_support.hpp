@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -509,6 +510,28 @@ inline std::vector<grid_storage> test_grids(std::size_t rows, bool per_row, std:
         grids.push_back(asymmetric_grid(bits, odd_zero_points(bits, per_row ? rows : 1, rng)));
     }
     return grids;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argument errors
+
+// One invalid call and a part of the message it must raise.
+struct error_case {
+    const char* name;
+    std::function<void()> call;
+    const char* message;
+};
+
+// Requires every case to raise tessera::invalid_argument with its message, and to leave the
+// outputs untouched, as outputs_untouched() reports.
+inline void check_cases(const std::vector<error_case>& cases, const std::function<bool()>& outputs_untouched)
+{
+    for (const error_case& c : cases) {
+        INFO("case: " << c.name);
+        REQUIRE_THROWS_AS(c.call(), tessera::invalid_argument);
+        REQUIRE_THROWS_WITH(c.call(), Catch::Matchers::ContainsSubstring(c.message));
+        REQUIRE(outputs_untouched());
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,12 +24,13 @@ Tensors of case cN (N = 0, 1, ...), all F32, layout [batch, heads, tokens, dim]:
 With Hkv < Hq (grouped-query attention, enable_gqa=True), query head h
 uses key/value head h // (Hq / Hkv), as SDPA does.
 
-The file's __metadata__ holds "source" (versions and script) and, for each
-case, key "cN" with a JSON object: "mask" (none, causal, sliding_window,
-block_local, spatio_temporal, additive or bool), the shape, "enable_gqa",
-"scale" (null means the default 1 / sqrt(D)), "fully_masked_rows" (every
-[b, h, i] whose every key is masked) and "torch_fully_masked" (what SDPA
-returned for those rows, "zeros" or "NaN", null when there are none).
+The file's __metadata__ contains "source" (versions and script) and one
+JSON object per case under the key "cN". Each object has "mask" (none,
+causal, sliding_window, block_local, spatio_temporal, additive or bool), the
+shape, "enable_gqa" and "scale" (null means the default 1 / sqrt(D)). It
+also has "fully_masked_rows" (every [b, h, i] whose every key is masked)
+and "torch_fully_masked" (what SDPA returned for those rows, "zeros" or
+"NaN", null when there are none).
 tessera's contract for such a row is a zero output and an lse of -inf, so
 out and out32 hold zeros there whatever SDPA returned.
 

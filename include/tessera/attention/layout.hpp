@@ -24,9 +24,9 @@
 // top_left is PyTorch's alignment (is_causal). bottom_right is that of
 // FlashAttention-2, vLLM and llama.cpp, where the last query row is the
 // last key. options::query_position sets the offset directly. Groups are
-// floors, so a row with p < 0 has a negative group: under causal it sees
-// only the global keys, and a window reaching forward (after > 0) sees the
-// first keys, as FlashAttention's windows do.
+// floors, so a row with p < 0 has a negative group. Under causal only the
+// global keys are visible to it, and a window reaching forward (after > 0)
+// reaches the first keys, as FlashAttention's windows do.
 #pragma once
 
 #include "../core/error.hpp"

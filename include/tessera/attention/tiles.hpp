@@ -133,7 +133,7 @@ struct tile_scratch {
     aligned_vector<float> s;      // [padded_keys × rows] scores, then probabilities
     aligned_vector<float> bias;   // [key_tile × rows] 0, −∞ or the additive mask
     aligned_vector<float> alpha;  // [rows] rescale factors of a tile
-    std::vector<float> zero_row;  // [dim] stands in for keys past the end of a block
+    std::vector<float> zero_row;  // [dim] zeros, read in place of keys past the end of a tile
     const float* key_rows[padded_keys] = {};
     const float* value_rows[kernels::tile_shape<A>::keys] = {};
     softmax_state<A> split;
@@ -175,8 +175,8 @@ void pack_queries(const float* const* query_rows, std::size_t count, std::size_t
 }
 
 enum class tile_kind {
-    empty,    // no row sees any key of the tile: skipped
-    full,     // every row sees every key and no mask view is given
+    empty,    // every key of the tile is masked for every row: skipped
+    full,     // every key is visible to every row and no mask view is given
     partial,  // a bias tile is needed
 };
 
@@ -374,8 +374,8 @@ void run_keys(const problem& pr, const Keys& keys, std::size_t b, std::size_t kv
             zeros = exponentiate<A, true, true>(scratch.s.data(), n, m_new, m_use, state, scratch.alpha.data());
         } else {
             // Without masks a probability is 0 only by underflow, which the
-            // tile's smallest score tells in advance. A NaN minimum may hide
-            // one, so it counts as a possible underflow too.
+            // tile's smallest score predicts. A NaN minimum may hide one, so
+            // it counts as a possible underflow too.
             running_max<A>(state, range.max, m_new, m_use);
             const batch limit(kernels::flush_below);
             zeros = xsimd::any((range.min[0] - m_use[0] < limit) | (range.min[1] - m_use[1] < limit) |
@@ -459,9 +459,9 @@ void finish(const softmax_state<A>& state, std::size_t count, std::size_t value_
     }
 }
 
-// The query rows of one (batch, KV head) are the group's heads × queries,
-// head-major, cut into tiles of tile_shape::rows; row r is query r mod Lq
-// of head kv_head·group + r / Lq.
+// The layout of query rows. The rows of one (batch, KV head) are the
+// group's heads × queries, head-major, cut into tiles of tile_shape::rows.
+// Row r is query r mod Lq of head kv_head·group + r / Lq.
 struct row_layout {
     std::size_t batch = 0;
     std::size_t heads = 0;
@@ -474,7 +474,7 @@ struct row_layout {
     std::size_t tiles() const { return batch * kv_heads * tiles_per_head_group(); }
 };
 
-// Where the outputs of a call go; null pointers are outputs not requested.
+// The output pointers of a call. A null pointer is an output not requested.
 struct outputs {
     tensor_view<float> out;
     float* lse = nullptr;      // [B, H, Lq] dense
