@@ -73,6 +73,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <vector>
 
@@ -130,6 +131,40 @@ void check_tensor(const tensor_view<T>& t, const char* function, const char* nam
     last = checked_add(last, checked_mul(t.heads - 1, t.head_stride, function, name), function, name);
     last = checked_add(last, checked_mul(t.tokens - 1, t.token_stride, function, name), function, name);
     checked_mul(checked_add(last, t.dim, function, name), sizeof(T), function, name);
+}
+
+// Raises unless the rows of an output tensor are disjoint, so that no two
+// rows, and no two threads, write the same element. Taken in order of
+// increasing stride, each axis of more than one index must step past all
+// that the smaller axes span. That accepts the [batch, heads, tokens, dim]
+// and [batch, tokens, heads, dim] layouts and every padded form of them.
+// The tensor must have passed check_tensor, which bounds every sum below.
+template <class T>
+void check_output_rows(const tensor_view<T>& t, const char* function, const char* name)
+{
+    if (t.empty()) {
+        return;
+    }
+    struct axis {
+        std::size_t count;
+        std::size_t stride;
+        const char* stride_name;
+    };
+    axis axes[] = {{t.tokens, t.token_stride, ".token_stride"},
+                   {t.heads, t.head_stride, ".head_stride"},
+                   {t.batch, t.batch_stride, ".batch_stride"}};
+    std::stable_sort(std::begin(axes), std::end(axes), [](const axis& a, const axis& b) { return a.stride < b.stride; });
+    std::size_t span = t.dim;  // elements spanned by one index of the next axis
+    for (const axis& a : axes) {
+        if (a.count <= 1) {
+            continue;
+        }
+        if (a.stride < span) {
+            raise_invalid_argument(function, name, a.stride_name, " must be at least ", span,
+                                   " so that the rows of ", name, " do not overlap, got ", a.stride);
+        }
+        span += (a.count - 1) * a.stride;
+    }
 }
 
 // Validates a mask view read at rows (b, h, i) < (batch, heads, queries)
@@ -404,6 +439,7 @@ void scaled_dot_product(tensor_view<const float> q, tensor_view<const float> k, 
     detail::check_tensor(k, function, "k");
     detail::check_tensor(v, function, "v");
     detail::check_tensor(out, function, "out");
+    detail::check_output_rows(out, function, "out");
     if (k.batch != q.batch || v.batch != q.batch || out.batch != q.batch) {
         raise_invalid_argument(function, "q, k, v and out must have the same batch, got ", q.batch, ", ", k.batch,
                                ", ", v.batch, ", ", out.batch);
@@ -508,6 +544,7 @@ void paged_scaled_dot_product(tensor_view<const float> q, const paged_cache& cac
     detail::check_tensor(cache.keys, function, "cache.keys");
     detail::check_tensor(cache.values, function, "cache.values");
     detail::check_tensor(out, function, "out");
+    detail::check_output_rows(out, function, "out");
     const auto& kc = cache.keys;
     const auto& vc = cache.values;
     if (kc.dim != q.dim) {

@@ -109,6 +109,8 @@ void check_view(const vector_view<T>& view, const char* function, const char* na
     if (view.size != 0 && view.data == nullptr) {
         raise_invalid_argument(function, name, " is null but has size ", view.size);
     }
+    // As for a matrix, the extent in bytes must fit.
+    checked_mul(view.size, sizeof(T), function, name);
 }
 
 // Raises unless `view` has exactly the given shape.

@@ -16,13 +16,17 @@
 // Contract: the input rules of gamma.hpp (0 for x ≤ 0 and x = +Inf, NaN
 // for a NaN x) apply to both gradients. The per-sample values differ from
 // reference::taylor_series_gradients and reference::log2_exp2_series_gradients
-// (double) by float rounding. Per-image and per-channel sums are accumulated
+// (double) by float rounding.
+// NOTE: a per-sample value is grad_y times ∂f_N/∂x or ∂f_N/∂γ formed in
+// float, so where that derivative exceeds FLT_MAX (for example where y
+// overflows) it is ±Inf, or NaN for grad_y = 0, even where the product with
+// grad_y would fit. Per-image and per-channel sums are accumulated
 // in double per image row and then over rows in order, and per-pixel sums
 // add the channels in order in float, so no sum depends on the thread count
 // or the layout. grad_x may be the same view as grad_y; no other output may
 // overlap an input.
-// A per-pixel γ map is validated as it is read, so after an error the
-// outputs hold unspecified values.
+// Every γ, per-pixel maps included, is validated before any output is
+// written, so a call that raises leaves grad_x and grad_gamma untouched.
 #pragma once
 
 #include "../core/arch.hpp"
@@ -58,6 +62,10 @@ T* row_of(const interleaved_image<T>& image, std::size_t, std::size_t h)
 inline void check_gradient_output(const gamma_gradient& grad_gamma, const gamma_map& gamma, const image_shape& shape)
 {
     if (grad_gamma.kind != gamma.kind) {
+        const int kind_value = static_cast<int>(grad_gamma.kind);
+        if (kind_value < 0 || kind_value > static_cast<int>(gamma_kind::per_pixel_channel)) {
+            raise_invalid_argument(backward_name, "grad_gamma.kind is not a gamma_kind value: ", kind_value);
+        }
         raise_invalid_argument(backward_name, "grad_gamma must be of the kind of gamma (", to_string(gamma.kind),
                                "), got ", to_string(grad_gamma.kind));
     }
@@ -144,7 +152,8 @@ void backward_impl(const Image& x, const gamma_map& gamma, const Image& grad_y, 
         for (std::size_t c = 0; c < sum_slots; ++c) {
             (grad_gamma.kind == gamma_kind::per_image ? *grad_gamma.value : grad_gamma.values[c]) = 0.0f;
         }
-        if (grad_gamma.kind == gamma_kind::per_pixel) {
+        // A map of no columns has nothing to zero, however many rows it claims.
+        if (grad_gamma.kind == gamma_kind::per_pixel && shape.width != 0) {
             for (std::size_t h = 0; h < shape.height; ++h) {
                 std::fill(grad_gamma.map.row(h), grad_gamma.map.row(h) + shape.width, 0.0f);
             }

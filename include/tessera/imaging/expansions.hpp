@@ -38,6 +38,8 @@
 
 #include "../core/error.hpp"
 
+#include <limits>
+
 namespace tessera::imaging {
 
 // The highest order the expansions are instantiated for.
@@ -102,7 +104,11 @@ constexpr double binomial_magnitude(double a, int n)
 {
     double result = 1.0;
     for (int k = 0; k < n; ++k) {
-        result *= absolute(a - k) / (k + 1);
+        const double factor = absolute(a - k) / (k + 1);
+        if (factor == 0.0) {
+            return 0.0;  // exact for an integer a in [0, n), also where the product overflowed to Inf
+        }
+        result *= factor;
     }
     return result;
 }
@@ -117,12 +123,12 @@ inline constexpr int floor_to_int(double x)
 
 // Σ_{n>N} |C(γ, n)|: the largest error of taylor_series<N> over x in
 // (0, 1] in exact arithmetic; approached as x → 0+ once N ≥ ⌊γ⌋.
-// Requires γ > 0, where the sum converges.
+// Requires γ > 0, where the sum converges, and N in [0, 16].
 constexpr double taylor_series_error_bound(int order, double gamma)
 {
-    if (!(gamma > 0) || !(gamma < 1e6) || order < 0) {
+    if (!(gamma > 0) || !(gamma < 1e6) || order < 0 || order > max_series_order) {
         raise_invalid_argument("tessera::imaging::taylor_series_error_bound", "gamma must be in (0, 1e6) and ",
-                               "order non-negative, got gamma = ", gamma, " and order = ", order);
+                               "order in [0, 16], got gamma = ", gamma, " and order = ", order);
     }
 
     // For n > ⌊γ⌋ all terms C(γ, n)(−1)^n share one sign and sum to C(γ − 1, ⌊γ⌋)(−1)^⌊γ⌋
@@ -130,17 +136,24 @@ constexpr double taylor_series_error_bound(int order, double gamma)
     const int floor_gamma = detail::floor_to_int(gamma);
     const int start = order > floor_gamma ? order : floor_gamma;
     double bound = detail::binomial_magnitude(gamma - 1.0, start);
+    // |C(γ, n + 1)| = |C(γ, n)|·|γ − n|/(n + 1): the products of binomial_magnitude in the same
+    // order, but in one pass, so that a γ near 1e6 takes ⌊γ⌋ steps, not ⌊γ⌋² / 2.
+    double term = detail::binomial_magnitude(gamma, order + 1);
     for (int n = order + 1; n <= floor_gamma; ++n) {
-        bound += detail::binomial_magnitude(gamma, n);
+        bound += term;
+        term *= detail::absolute(gamma - n) / (n + 1);
     }
     return bound;
 }
 
 // The bound on the relative error of the truncated series of 2^f for
 // |f| ≤ ½: (ln 2 / 2)^(N+1) / (N+1)! · e^(ln 2 / 2), the Taylor remainder
-// of e^u with |u| ≤ ln 2 / 2.
+// of e^u with |u| ≤ ln 2 / 2. N must be in [0, 16].
 constexpr double log2_exp2_fraction_error(int order)
 {
+    if (order < 0 || order > max_series_order) {
+        raise_invalid_argument("tessera::imaging::log2_exp2_fraction_error", "order must be in [0, 16], got ", order);
+    }
     const double u = detail::ln2 / 2.0;
     return detail::power(u, order + 1) / detail::factorial(order + 1) * detail::sqrt2;
 }
@@ -177,10 +190,11 @@ constexpr double log2_exp2_error_bound(int order, double gamma_max)
 // max_error (below about 1e-6, the float rounding floor).
 constexpr int log2_exp2_order_for(double max_error, double gamma_min, double gamma_max)
 {
-    if (!(max_error > 0) || !(gamma_min > 0) || !(gamma_max >= gamma_min) || !(gamma_max < 1e6)) {
+    if (!(max_error > 0) || !(max_error < std::numeric_limits<double>::infinity()) || !(gamma_min > 0) ||
+        !(gamma_max >= gamma_min) || !(gamma_max < 1e6)) {
         raise_invalid_argument("tessera::imaging::log2_exp2_order_for",
-                               "max_error must be positive and 0 < gamma_min <= gamma_max < 1e6, got max_error = ",
-                               max_error, ", gamma_min = ", gamma_min, ", gamma_max = ", gamma_max);
+                               "max_error must be positive and finite and 0 < gamma_min <= gamma_max < 1e6, got ",
+                               "max_error = ", max_error, ", gamma_min = ", gamma_min, ", gamma_max = ", gamma_max);
     }
     for (int order = 1; order <= max_series_order; ++order) {
         if (log2_exp2_error_bound(order, gamma_max) <= max_error) {

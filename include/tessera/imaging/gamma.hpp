@@ -24,10 +24,10 @@
 //   clamped to 0, and x = 0 gives 0 for every γ > 0), x = +Inf gives +Inf,
 //   and a NaN x gives NaN. The gradients are 0 for x ≤ 0 and x = +Inf and
 //   NaN for a NaN x.
-// - γ must be positive, finite and not subnormal (at least 2^-126). A
-//   per-image or per-channel γ is checked before any output is written. A
-//   per-pixel map is checked while it is read, so after such an error the
-//   output contains unspecified values.
+// - γ must be positive, finite and not subnormal (at least 2^-126). Every
+//   γ, per-pixel maps included, is checked before any output is written,
+//   so a call that raises leaves the output untouched. For a per-pixel map
+//   that check is one extra read of the map.
 // - Aliasing: out may be the same view as in (in place). No other overlap
 //   between an output and any input is allowed, the γ map included.
 // - taylor_series<N>: with one γ per run (per image, or per channel of a

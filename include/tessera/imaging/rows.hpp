@@ -17,7 +17,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <limits>
-#include <string>
 #include <vector>
 
 namespace tessera::imaging {
@@ -50,6 +49,55 @@ inline void check_gamma_value(float gamma, const char* function, const char* nam
 {
     if (!valid_gamma(gamma)) {
         raise_invalid_argument(function, name, gamma_requirement, gamma);
+    }
+}
+
+// Returns whether every γ of n consecutive values is valid. The loop does
+// not stop early, so that the compiler can vectorise it.
+inline bool all_valid_gammas(const float* values, std::size_t n)
+{
+    bool valid = true;
+    for (std::size_t i = 0; i < n; ++i) {
+        valid &= valid_gamma(values[i]);
+    }
+    return valid;
+}
+
+// Raises naming the first γ of a per_pixel or per_pixel_channel map that
+// valid_gamma rejects, with its position in the image. The map's shape must
+// already match `shape`. Other kinds are not checked here.
+inline void check_gamma_map_values(const gamma_map& gamma, const image_shape& shape, const char* function,
+                                   const char* name)
+{
+    if (gamma.kind != gamma_kind::per_pixel && gamma.kind != gamma_kind::per_pixel_channel) {
+        return;
+    }
+    const bool per_pixel = gamma.kind == gamma_kind::per_pixel;
+    const std::size_t planes = !per_pixel && shape.planar ? shape.channels : 1;
+    const std::size_t count = per_pixel || shape.planar ? shape.width : shape.width * shape.channels;
+    if (count == 0 || shape.height == 0) {
+        return;  // no γ at all, however many rows or planes an empty map claims
+    }
+    for (std::size_t c = 0; c < planes; ++c) {
+        for (std::size_t h = 0; h < shape.height; ++h) {
+            const float* row = per_pixel      ? gamma.map.row(h)
+                               : shape.planar ? gamma.planar.row(c, h)
+                                              : gamma.interleaved.row(h);
+            if (all_valid_gammas(row, count)) {
+                continue;
+            }
+            const std::size_t i = static_cast<std::size_t>(
+                std::find_if(row, row + count, [](float value) { return !valid_gamma(value); }) - row);
+            if (per_pixel) {
+                raise_invalid_argument(function, name, gamma_requirement, row[i], " at (h, w) = (", h, ", ", i, ")");
+            }
+            if (shape.planar) {
+                raise_invalid_argument(function, name, gamma_requirement, row[i], " at (c, h, w) = (", c, ", ", h,
+                                       ", ", i, ")");
+            }
+            raise_invalid_argument(function, name, gamma_requirement, row[i], " at (h, w, c) = (", h, ", ",
+                                   i / shape.channels, ", ", i % shape.channels, ")");
+        }
     }
 }
 
@@ -124,19 +172,7 @@ public:
     // Raises naming the first γ of the map that valid_gamma rejects.
     [[noreturn]] void raise_invalid(const char* function, const char* name) const
     {
-        for (std::size_t c = 0; c < (gamma_.kind == gamma_kind::per_pixel_channel ? shape_.channels : 1); ++c) {
-            for (std::size_t h = 0; h < shape_.height; ++h) {
-                const std::size_t count =
-                    gamma_.kind == gamma_kind::per_pixel || shape_.planar ? shape_.width : shape_.width * shape_.channels;
-                for (std::size_t i = 0; i < count; ++i) {
-                    const float value = value_at(c, h, i);
-                    if (!valid_gamma(value)) {
-                        raise_invalid_argument(function, name, gamma_requirement, value,
-                                               " at ", position(c, h, i));
-                    }
-                }
-            }
-        }
+        check_gamma_map_values(gamma_, shape_, function, name);
         raise_invalid_argument(function, name, " contains an invalid γ");
     }
 
@@ -146,35 +182,18 @@ private:
         kernels::expand_pixels_run<Arch>{}(gammas, pixels, shape_.channels, buffer);
     }
 
-    float value_at(std::size_t c, std::size_t h, std::size_t i) const
-    {
-        if (gamma_.kind == gamma_kind::per_pixel) {
-            return gamma_.map(h, i);
-        }
-        return shape_.planar ? gamma_.planar.row(c, h)[i] : gamma_.interleaved.row(h)[i];
-    }
-
-    std::string position(std::size_t c, std::size_t h, std::size_t i) const
-    {
-        if (gamma_.kind == gamma_kind::per_pixel) {
-            return tessera::detail::concat("(h, w) = (", h, ", ", i, ")");
-        }
-        if (shape_.planar) {
-            return tessera::detail::concat("(c, h, w) = (", c, ", ", h, ", ", i, ")");
-        }
-        return tessera::detail::concat("(h, w, c) = (", h, ", ", i / shape_.channels, ", ", i % shape_.channels, ")");
-    }
-
     const gamma_map& gamma_;
     image_shape shape_;
     std::size_t segment_ = 0;
     std::vector<float> pattern_;
 };
 
-// Checks the γ map's extents, and its values where they are few.
+// Checks the γ map's extents and every γ in it, so that an invalid γ
+// raises before any output is written.
 inline void check_gamma(const gamma_map& gamma, const image_shape& shape, const char* function)
 {
     check_gamma_shape(gamma, shape, function, "gamma");
+    check_gamma_map_values(gamma, shape, function, "gamma");
     if (gamma.kind == gamma_kind::per_image) {
         check_gamma_value(gamma.image_gamma(), function, "gamma");
     } else if (gamma.kind == gamma_kind::per_channel) {

@@ -109,6 +109,27 @@ inline row_group group_rows(std::size_t group, std::size_t groups, std::size_t r
     return groups == 1 ? row_group{0, rows} : row_group{group, group + 1};
 }
 
+// The range of each group of rows (one group per tensor or one per row),
+// computed before any output is written, so that a non-finite weight
+// raises with s1 and zero_points untouched.
+inline std::vector<value_range> group_ranges(matrix_view<const float> w, std::size_t groups, const char* function)
+{
+    std::vector<value_range> ranges(groups);
+    if (w.cols == 0) {
+        // No weights, however many rows: skip the loop, which could run SIZE_MAX times.
+        return ranges;
+    }
+    for (std::size_t group = 0; group < groups; ++group) {
+        const row_group rows = group_rows(group, groups, w.rows);
+        for (std::size_t r = rows.begin; r < rows.end; ++r) {
+            const value_range row = row_range(w.row(r), w.cols, r, function);
+            ranges[group].low = std::min(ranges[group].low, row.low);
+            ranges[group].high = std::max(ranges[group].high, row.high);
+        }
+    }
+    return ranges;
+}
+
 inline void check_init_arguments(matrix_view<const float> w, int bits, quant_scheme scheme, vector_view<float> s1,
                                  vector_view<std::int32_t> zero_points, const char* function)
 {
@@ -141,6 +162,9 @@ double grid_error(matrix_view<const float> w, row_group group, grid_choice choic
     const float qmax = scheme == quant_scheme::symmetric ? static_cast<float>((1 << (bits - 1)) - 1)
                                                          : static_cast<float>((1 << bits) - 1 - choice.zero_point);
     double error = 0.0;
+    if (w.cols == 0) {
+        return error;  // as in group_ranges: no weights, and a row loop that could run SIZE_MAX times
+    }
     for (std::size_t r = group.begin; r < group.end; ++r) {
         error += kernels::grid_error_row<Arch>{}(w.row(r), w.cols, choice.s1, qmin, qmax);
     }
@@ -158,15 +182,9 @@ inline void init_grid_minmax(matrix_view<const float> w, int bits, quant_scheme 
     constexpr const char* function = "tessera::quant::init_grid_minmax";
     detail::check_init_arguments(w, bits, scheme, s1, zero_points, function);
 
+    const std::vector<detail::value_range> ranges = detail::group_ranges(w, s1.size, function);
     for (std::size_t group = 0; group < s1.size; ++group) {
-        const detail::row_group rows = detail::group_rows(group, s1.size, w.rows);
-        detail::value_range range;
-        for (std::size_t r = rows.begin; r < rows.end; ++r) {
-            const detail::value_range row = detail::row_range(w.row(r), w.cols, r, function);
-            range.low = std::min(range.low, row.low);
-            range.high = std::max(range.high, row.high);
-        }
-        const detail::grid_choice choice = detail::grid_for_range(range, bits, scheme);
+        const detail::grid_choice choice = detail::grid_for_range(ranges[group], bits, scheme);
         s1[group] = choice.s1;
         if (!zero_points.empty()) {
             zero_points[group] = choice.zero_point;
@@ -191,15 +209,7 @@ void init_grid_search(matrix_view<const float> w, int bits, quant_scheme scheme,
 
     // Ranges first, on the calling thread, so that a non-finite weight
     // raises before any parallel work starts.
-    std::vector<detail::value_range> ranges(s1.size);
-    for (std::size_t group = 0; group < s1.size; ++group) {
-        const detail::row_group rows = detail::group_rows(group, s1.size, w.rows);
-        for (std::size_t r = rows.begin; r < rows.end; ++r) {
-            const detail::value_range row = detail::row_range(w.row(r), w.cols, r, function);
-            ranges[group].low = std::min(ranges[group].low, row.low);
-            ranges[group].high = std::max(ranges[group].high, row.high);
-        }
-    }
+    const std::vector<detail::value_range> ranges = detail::group_ranges(w, s1.size, function);
 
     // Each group is searched by one thread, so the choice is the same for
     // any thread count.

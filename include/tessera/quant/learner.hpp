@@ -89,6 +89,9 @@ inline const_matrix_map map_matrix(matrix_view<const float> view)
 
 inline void check_finite(matrix_view<const float> view, const char* function, const char* name)
 {
+    if (view.empty()) {
+        return;  // also bounds the row loop of an empty view with SIZE_MAX rows
+    }
     for (std::size_t r = 0; r < view.rows; ++r) {
         for (std::size_t c = 0; c < view.cols; ++c) {
             if (!std::isfinite(view(r, c))) {
@@ -163,7 +166,9 @@ inline double output_mse(matrix_view<const float> x, matrix_view<const float> w,
     if (x.cols != w.cols) {
         raise_invalid_argument(function, "x.cols must equal w.cols (", w.cols, "), got ", x.cols);
     }
-    if (x.rows == 0 || w.rows == 0) {
+    // Without columns every output is 0. Returning here also keeps an empty x or w with
+    // SIZE_MAX rows away from Eigen, whose extents are signed.
+    if (x.empty() || w.rows == 0) {
         return 0.0;
     }
     const row_major_matrix difference_transposed = (detail::map_matrix(w) - detail::map_matrix(w_hat)).transpose();
@@ -186,6 +191,11 @@ public:
     {
         constexpr const char* function = "tessera::quant::flexround_learner";
         detail::check_view(w, function, "w");
+        // The learner keeps floats per row and per column (δ3, δ4) and passes both counts to
+        // Eigen, whose extents are signed. Checking 8 bytes per row and column keeps them below
+        // PTRDIFF_MAX, also for an empty W, which check_view does not size.
+        checked_mul(w.rows, 2 * sizeof(float), function, "w.rows");
+        checked_mul(w.cols, 2 * sizeof(float), function, "w.cols");
         detail::check_finite(w, function, "w");
         detail::check_grid(grid, w.rows, function);
         detail::check_grid_sizes(s1, w.rows, function, "s1");
@@ -196,10 +206,17 @@ public:
         if (options.iterations < 0) {
             raise_invalid_argument(function, "options.iterations must be non-negative, got ", options.iterations);
         }
-        if (!(options.learning_rate >= 0.0f) || !(options.final_learning_rate >= 0.0f) ||
-            !std::isfinite(options.learning_rate) || !std::isfinite(options.final_learning_rate)) {
-            raise_invalid_argument(function, "learning rates must be finite and non-negative, got ",
-                                   options.learning_rate, " and ", options.final_learning_rate);
+        if (!(options.learning_rate >= 0.0f) || !std::isfinite(options.learning_rate)) {
+            raise_invalid_argument(function, "options.learning_rate must be finite and non-negative, got ",
+                                   options.learning_rate);
+        }
+        if (!(options.final_learning_rate >= 0.0f) || !std::isfinite(options.final_learning_rate)) {
+            raise_invalid_argument(function, "options.final_learning_rate must be finite and non-negative, got ",
+                                   options.final_learning_rate);
+        }
+        if (options.report_every < 0) {
+            raise_invalid_argument(function, "options.report_every must be non-negative (0 for no reports), got ",
+                                   options.report_every);
         }
         for (std::size_t i = 0; i < s1.size; ++i) {
             // δ1 = log s1 must map back to a positive s1 through exp.
@@ -254,12 +271,18 @@ public:
     // Writes the current Ŵ.
     void fake_quantize(matrix_view<float> w_hat) const
     {
+        detail::check_shape(w_hat, rows(), cols(), "tessera::quant::flexround_learner::fake_quantize", "w_hat");
         quant::fake_quantize<Arch>(weight_view(), scales(), grid_, w_hat);
     }
 
     // Returns the loss L of the current Ŵ on all rows of x.
     double loss(matrix_view<const float> x) const
     {
+        constexpr const char* function = "tessera::quant::flexround_learner::loss";
+        detail::check_view(x, function, "x");
+        if (x.cols != cols()) {
+            raise_invalid_argument(function, "x.cols must equal w.cols (", cols(), "), got ", x.cols);
+        }
         row_major_matrix w_hat(weight_.rows(), weight_.cols());
         fake_quantize({w_hat.data(), rows(), cols()});
         return output_mse(x, weight_view(), {w_hat.data(), rows(), cols()});
@@ -276,8 +299,10 @@ public:
             raise_invalid_argument(function, "x.cols must equal w.cols (", cols(), "), got ", x.cols);
         }
         if (x.rows == 0) {
-            raise_invalid_argument(function, "x must have at least one row");
+            raise_invalid_argument(function, "x must have at least one row, got ", x.rows);
         }
+        // fit() keeps one index per row of x (its shuffled order) and passes x.rows to Eigen.
+        checked_mul(x.rows, sizeof(std::size_t), function, "x.rows");
         detail::check_finite(x, function, "x");
 
         learner_result result{};
@@ -336,7 +361,9 @@ public:
             detail::blocked_product(batch_inputs, w_hat_transposed, output_error);
             output_error -= batch_targets;
             const double normaliser = static_cast<double>(batch) * static_cast<double>(rows());
-            const double batch_loss = static_cast<double>(output_error.squaredNorm()) / normaliser;
+            // A W without rows has no outputs: its loss is 0, as output_mse returns, not 0 / 0.
+            const double batch_loss =
+                normaliser > 0.0 ? static_cast<double>(output_error.squaredNorm()) / normaliser : 0.0;
             error_transposed = output_error.transpose();
             detail::blocked_product(error_transposed, batch_inputs, grad_w_hat);
             grad_w_hat *= static_cast<float>(2.0 / normaliser);

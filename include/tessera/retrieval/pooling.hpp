@@ -316,7 +316,8 @@ void padded_pool(padded_view<const float> tokens, matrix_view<Mask> attention_ma
     detail::check_padded_view(tokens, function, "tokens");
     detail::check_shape(mask, tokens.batch, tokens.tokens, function, "attention_mask");
     detail::check_shape(out, tokens.batch, tokens.dim, function, "out");
-    for (std::size_t b = 0; b < mask.rows; ++b) {
+    // A mask of no columns has no entry to check, however many rows it claims.
+    for (std::size_t b = 0; b < mask.rows && mask.cols != 0; ++b) {
         for (std::size_t t = 0; t < mask.cols; ++t) {
             const mask_type value = mask(b, t);
             if (!(value == mask_type(0) || value == mask_type(1))) {

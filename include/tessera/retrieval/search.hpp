@@ -84,15 +84,24 @@ inline const char* to_string(metric m)
 }
 
 // γ of the dot product error bound in the contract above, for `dim`
-// elements and an arch with `lanes` float lanes.
+// elements and an arch with `lanes` float lanes. The bound holds for fewer
+// than 2^24 rounding steps, so larger dims raise invalid_argument.
 constexpr double dot_error_factor(std::size_t dim, std::size_t lanes)
 {
+    constexpr const char* function = "tessera::retrieval::dot_error_factor";
+    if (lanes == 0) {
+        raise_invalid_argument(function, "lanes must be positive, got 0");
+    }
     std::size_t log2_lanes = 0;
     for (std::size_t width = lanes; width > 1; width /= 2) {
         ++log2_lanes;
     }
     const double steps = static_cast<double>(dim / lanes + log2_lanes + dim % lanes + 1);
     const double unit = 1.0 / 16777216.0;  // 2^-24
+    if (!(steps * unit < 1.0)) {
+        raise_invalid_argument(function, "dim = ", dim, " with lanes = ", lanes, " needs ", steps,
+                               " rounding steps, but the bound holds below 2^24");
+    }
     return steps * unit / (1.0 - steps * unit);
 }
 
@@ -494,7 +503,8 @@ void rerank_passages(matrix_view<const float> queries, matrix_view<const float> 
     detail::check_shape(best_passage, queries.rows, documents.cols, function, "best_passage");
     detail::check_shape(best_score, queries.rows, documents.cols, function, "best_score");
     const std::size_t document_count = bounds.size - 1;
-    for (std::size_t i = 0; i < documents.rows; ++i) {
+    // Without columns there is no id to check, however many rows the view claims.
+    for (std::size_t i = 0; i < documents.rows && documents.cols != 0; ++i) {
         for (std::size_t t = 0; t < documents.cols; ++t) {
             const std::int64_t id = documents(i, t);
             if (id < -1 || (id >= 0 && static_cast<std::uint64_t>(id) >= document_count)) {
