@@ -284,6 +284,93 @@ TEST_CASE("attention NaN reaches the rows that see it and no others", "[attentio
     });
 }
 
+TEST_CASE("attention additive NaN reaches only its row", "[attention]")
+{
+    // A NaN or +∞ additive entry makes its row's output and log-sum-exp NaN and leaves the
+    // other rows finite, on the wide path (30 query rows) and the narrow path (1 row).
+    std::mt19937 rng(115);
+    const std::size_t keys = 100;
+    for (std::size_t queries : {30, 1}) {
+        INFO(queries << " query rows");
+        attention_problem p(1, 2, 1, queries, keys, 16, 16, rng);
+        // One [queries × keys] matrix per head.
+        std::vector<float> additive(2 * queries * keys, 0.0f);
+        std::vector<bool> expect_nan(2 * queries, false);
+        auto poison = [&](std::size_t head, std::size_t row, std::size_t key, float value) {
+            additive[(head * queries + row) * keys + key] = value;
+            expect_nan[head * queries + row] = true;
+        };
+        poison(1, 0, 70, infinity);
+        if (queries > 1) {
+            poison(0, 4, 10, nan_value);
+            poison(1, 17, 99, infinity);
+        }
+        attention::options opts;
+        opts.additive = {additive.data(), 0, queries * keys, keys};
+
+        for_each_arch([&](auto arch) {
+            using A = decltype(arch);
+            std::vector<float> lse(2 * queries, 1.0f);
+            p.run<A>(opts, vector_view<float>(lse.data(), lse.size()));
+            const auto out = p.out.values();
+            for (std::size_t row = 0; row < 2 * queries; ++row) {
+                INFO("head " << row / queries << ", row " << row % queries);
+                CHECK(std::isnan(lse[row]) == expect_nan[row]);
+                for (std::size_t d = 0; d < 16; ++d) {
+                    CHECK(std::isnan(out[row * 16 + d]) == expect_nan[row]);
+                    CHECK((std::isfinite(out[row * 16 + d]) || expect_nan[row]));
+                }
+            }
+        });
+    }
+}
+
+TEST_CASE("attention skips underflowing keys", "[attention]")
+{
+    // With scale 1, q = 10·e0 and k_j = ±10·e0 the logits are +100 and −100. e^(−200) is far
+    // below 2^-126, so the keys with logit −100 get probability 0 and are left out. NaN and ∞
+    // in their values must not reach the output, which must have the bits of the same problem
+    // with finite values there. Keys 1 and 67 lie in the first and second tile of 64 or 66 keys.
+    std::mt19937 rng(116);
+    const std::size_t dim = 16;
+    const std::size_t keys = 70;
+    for (std::size_t queries : {20, 1}) {
+        INFO(queries << " query rows");
+        attention_problem p(1, 1, 1, queries, keys, dim, dim, rng);
+        for (std::size_t i = 0; i < queries; ++i) {
+            for (std::size_t d = 0; d < dim; ++d) {
+                p.q.at(0, 0, i, d) = d == 0 ? 10.0f : 0.0f;
+            }
+        }
+        for (std::size_t j = 0; j < keys; ++j) {
+            const float first = j % 2 == 0 ? 10.0f : -10.0f;  // odd keys get logit −100
+            p.k.at(0, 0, j, 0) = first;
+            for (std::size_t d = 1; d < dim; ++d) {
+                p.k.at(0, 0, j, d) = 0.0f;
+            }
+        }
+        attention::options opts;
+        opts.scale = 1.0f;
+
+        for_each_arch([&](auto arch) {
+            using A = decltype(arch);
+            p.v.at(0, 0, 1, 3) = 0.25f;
+            p.v.at(0, 0, 67, 7) = -0.5f;
+            p.run<A>(opts);
+            const auto finite_out = p.out.values();
+
+            p.v.at(0, 0, 1, 3) = nan_value;
+            p.v.at(0, 0, 67, 7) = infinity;
+            p.run<A>(opts);
+            const auto out = p.out.values();
+            for (std::size_t i = 0; i < out.size(); ++i) {
+                INFO("row " << i / dim << ", element " << i % dim);
+                CHECK(same_bits(out[i], finite_out[i]));
+            }
+        });
+    }
+}
+
 TEST_CASE("attention logits of plus or minus 1e4 do not overflow", "[attention]")
 {
     std::mt19937 rng(108);
@@ -364,6 +451,34 @@ TEST_CASE("attention results do not depend on the thread count", "[attention][th
             }
         });
     }
+}
+
+TEST_CASE("attention head-averaged map thread independent", "[attention][threads]")
+{
+    std::mt19937 rng(117);
+    const shape s{2, 4, 2, 70, 900, 32, 32};
+    attention_problem p(s.batch, s.heads, s.kv_heads, s.queries, s.keys, s.dim, s.value_dim, rng);
+    attention::options opts;
+    opts.pattern = mask_pattern::sliding_window(600, 0, alignment::bottom_right);
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        std::vector<std::vector<float>> maps;
+        for (int threads : {1, 2, 3}) {
+            with_threads(threads, [&] {
+                std::vector<float> map(s.batch * s.queries * s.keys, -7.0f);
+                p.run<A>(opts, {}, matrix_view<float>(map.data(), s.batch * s.queries, s.keys));
+                maps.push_back(map);
+            });
+        }
+        for (std::size_t t = 1; t < maps.size(); ++t) {
+            INFO("1 thread against " << t + 1);
+            std::size_t differing = 0;
+            for (std::size_t i = 0; i < maps[0].size(); ++i) {
+                differing += same_bits(maps[0][i], maps[t][i]) ? 0 : 1;
+            }
+            CHECK(differing == 0);
+        }
+    });
 }
 
 TEST_CASE("attention with no queries, no batch or no heads", "[attention]")

@@ -352,6 +352,48 @@ TEST_CASE("log2 exp2 order for error", "[imaging][accuracy]")
     CHECK(log2_exp2_order_for(1e-5, 0.2, 20.0) >= log2_exp2_order_for(1e-5, 0.2, 1.0));
 }
 
+TEST_CASE("gamma on empty image writes nothing", "[imaging][forward][contract]")
+{
+    // Images with no channel, no row or no column, in both layouts: the output buffer,
+    // guards included, must stay as it was, and null pointers are accepted.
+    const std::vector<image_layout> layouts = {
+        {3, 0, 5, true, 2, 1, 1},  {0, 2, 5, true, 2, 1, 2},  {3, 2, 0, true, 2, 1, 3},
+        {3, 0, 5, false, 2, 0, 1}, {0, 2, 5, false, 2, 0, 2}, {3, 2, 0, false, 2, 0, 3},
+    };
+    for (const image_layout& layout : layouts) {
+        INFO((layout.planar ? "planar" : "interleaved") << " [C, H, W] = [" << layout.channels << ", "
+                                                        << layout.height << ", " << layout.width << "]");
+        const test_image<float> in(layout);
+        test::for_each_arch([&](auto arch) {
+            using A = decltype(arch);
+            test::for_each_store_mode([&] {
+                auto check = [&](auto expansion) {
+                    test_image<float> out(layout);
+                    run_forward<A>(expansion, in, gamma_map::per_image(0.5f), out);
+                    CHECK(out.outside_intact());
+                };
+                check(taylor_series<8>{});
+                check(log2_exp2_series<6>{});
+                check(exact_pow{});
+            });
+            if (!layout.planar) {
+                const test_image<std::uint8_t> codes_in(layout);
+                test_image<std::uint8_t> codes_out(layout);
+                gamma_correct<A>(exact_pow{}, codes_in.interleaved_view(), gamma_map::per_image(0.5f),
+                                 codes_out.interleaved_view());
+                gamma_correct<A>(lookup_table{}, codes_in.interleaved_view(), gamma_map::per_image(0.5f),
+                                 codes_out.interleaved_view());
+                CHECK(codes_out.outside_intact());
+            }
+        });
+    }
+
+    gamma_correct(taylor_series<4>{}, planar_image<const float>(nullptr, 2, 0, 4), gamma_map::per_image(2.0f),
+                  planar_image<float>(nullptr, 2, 0, 4));
+    gamma_correct(taylor_series<4>{}, interleaved_image<const float>(nullptr, 3, 0, 2), gamma_map::per_image(2.0f),
+                  interleaved_image<float>(nullptr, 3, 0, 2));
+}
+
 TEST_CASE("gamma forward independent of threads", "[imaging][forward][threads]")
 {
     if (!test::openmp_enabled()) {

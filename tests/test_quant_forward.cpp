@@ -539,6 +539,100 @@ TEST_CASE("fake_quantize saturates infinities", "[quant][forward]")
     }
 }
 
+TEST_CASE("fake_quantize mask includes qmin and qmax", "[quant][forward]")
+{
+    // δ1 + δ2 = 0.5 - 0.5 = 0, so S = 1 on both paths and u = W exactly. The mask is taken
+    // on round(u): u = qmin - 0.25 rounds to qmin and is in range, u = qmax + 0.75 rounds to
+    // qmax + 1 and is not.
+    const std::vector<float> delta1 = {0.5f};
+
+    for (const grid_storage& grid_case : {symmetric_grid(4), asymmetric_grid(3, {0}), asymmetric_grid(8, {200})}) {
+        INFO(grid_case.describe());
+        const quant::quant_grid grid = grid_case.grid();
+        const auto qmin = static_cast<float>(grid.qmin(0));
+        const auto qmax = static_cast<float>(grid.qmax(0));
+        const std::vector<float> w = {qmin, qmax, qmin - 0.25f, qmax + 0.25f, qmin - 1.0f, qmax + 1.0f, qmin - 0.75f,
+                                      qmax + 0.75f};
+        const std::vector<int> expected_mask = {1, 1, 1, 1, 0, 0, 0, 0};
+        const std::size_t n = w.size();
+        const std::vector<float> delta2(n, -0.5f);
+        const quant::flexround_scales scales{{delta1.data(), 1}, {delta2.data(), 1, n}};
+
+        for_each_arch([&](auto arch) {
+            using A = decltype(arch);
+            std::vector<float> w_hat(n);
+            std::vector<std::uint8_t> mask(n, 7);
+            quant::fake_quantize<A>(matrix_view<const float>{w.data(), 1, n}, scales, grid, {w_hat.data(), 1, n},
+                                    {mask.data(), 1, n});
+            for (std::size_t i = 0; i < n; ++i) {
+                CAPTURE(w[i]);
+                CHECK(int{mask[i]} == expected_mask[i]);
+            }
+        });
+    }
+}
+
+TEST_CASE("fake_quantize zero scale from finite delta", "[quant][forward]")
+{
+    // log S = log(0.05) - 200 is finite, but its exp underflows to 0 on both paths, so
+    // u = W / 0. ±Inf saturates, and 0 / 0 is NaN, which follows the NaN policy. No argument
+    // check rejects such a δ. The huge log-space value is placed in δ2, δ3 or δ4 in turn.
+    const std::vector<float> w = {0.5f, -0.5f, 0.0f, -0.0f, 1e-30f, -3e38f};
+    const std::size_t n = w.size();
+    const std::vector<float> delta1 = {std::log(0.05f)};
+    const float s1 = std::exp(delta1[0]);
+    const float huge_negative = -200.0f;
+
+    for (const grid_storage& grid_case : {symmetric_grid(4), asymmetric_grid(5, {9})}) {
+        INFO(grid_case.describe());
+        const quant::quant_grid grid = grid_case.grid();
+        const int qmin = grid.qmin(0);
+        const int qmax = grid.qmax(0);
+        const int zero_point = grid.zero_point(0);
+
+        const char* const carrier_names[] = {"delta2", "delta3", "delta4"};
+        for (int carrier = 0; carrier < 3; ++carrier) {
+            INFO("log S of " << huge_negative << " through " << carrier_names[carrier]);
+            const std::vector<float> delta2(n, carrier == 0 ? huge_negative : 0.0f);
+            const std::vector<float> delta3 = {carrier == 1 ? huge_negative : 0.0f};
+            const std::vector<float> delta4(n, carrier == 2 ? huge_negative : 0.0f);
+            quant::flexround_scales scales{{delta1.data(), 1}, {delta2.data(), 1, n}};
+            scales.delta3 = {delta3.data(), 1};
+            scales.delta4 = {delta4.data(), n};
+            REQUIRE(reference_scale(scales, 0, 0) == 0.0f);
+
+            for_each_arch([&](auto arch) {
+                using A = decltype(arch);
+                std::vector<float> w_hat(n);
+                std::vector<std::uint8_t> mask(n, 7);
+                std::vector<std::uint8_t> codes(n);
+                const matrix_view<const float> w_view{w.data(), 1, n};
+                if (grid.is_symmetric()) {
+                    quant::fake_quantize<A>(w_view, scales, grid, {w_hat.data(), 1, n}, {mask.data(), 1, n},
+                                            matrix_view<std::int8_t>{reinterpret_cast<std::int8_t*>(codes.data()), 1, n});
+                } else {
+                    quant::fake_quantize<A>(w_view, scales, grid, {w_hat.data(), 1, n}, {mask.data(), 1, n},
+                                            matrix_view<std::uint8_t>{codes.data(), 1, n});
+                }
+                for (std::size_t i = 0; i < n; ++i) {
+                    const int code = grid.is_symmetric() ? static_cast<int>(static_cast<std::int8_t>(codes[i]))
+                                                         : static_cast<int>(codes[i]);
+                    CAPTURE(w[i], w_hat[i], code);
+                    CHECK(int{mask[i]} == 0);
+                    if (w[i] == 0.0f) {
+                        CHECK(std::isnan(w_hat[i]));
+                        CHECK(code == zero_point);
+                    } else {
+                        const int q = w[i] > 0.0f ? qmax : qmin;
+                        CHECK(same_bits(w_hat[i], s1 * static_cast<float>(q)));
+                        CHECK(code == q + zero_point);
+                    }
+                }
+            });
+        }
+    }
+}
+
 TEST_CASE("fake_quantize NaN policy", "[quant][forward]")
 {
     // NaN enters u through W, δ2, δ3 (a whole row) or δ4 (all K columns of one channel).

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <random>
@@ -251,6 +252,158 @@ TEST_CASE("padded_pool sequences without tokens", "[retrieval][pooling][padded]"
             REQUIRE(same_bits(out[i], expected[i]));
             REQUIRE(out[i] == want);
         }
+    }
+}
+
+TEST_CASE("padded_pool never reads masked tokens", "[retrieval][pooling][padded]")
+{
+    // The same batch twice: once with zeros in every masked token, once with NaN and ±∞
+    // there. Token 0 of an all-masked sequence (sequence 1) is read by first and last, so it
+    // keeps its value in both. Every op must give the same bits for both batches.
+    const std::size_t batch = 6;
+    const std::size_t tokens = 9;
+    const std::size_t dim = 19;
+    std::mt19937 rng(77);
+    for (mask_pattern pattern : {mask_pattern::right, mask_pattern::left, mask_pattern::holes}) {
+        const std::unique_ptr<std::uint8_t[]> mask = make_mask<std::uint8_t>(batch, tokens, pattern, rng);
+        std::vector<float> clean(batch * tokens * dim);
+        for (float& value : clean) {
+            value = uniform(rng, -2.0f, 2.0f);
+        }
+        std::vector<float> poisoned = clean;
+        std::vector<bool> all_masked(batch, true);
+        for (std::size_t i = 0; i < batch * tokens; ++i) {
+            if (mask[i] != 0) {
+                all_masked[i / tokens] = false;
+            }
+        }
+        const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                                  -std::numeric_limits<float>::infinity()};
+        for (std::size_t b = 0; b < batch; ++b) {
+            for (std::size_t t = 0; t < tokens; ++t) {
+                if (mask[b * tokens + t] != 0 || (all_masked[b] && t == 0)) {
+                    continue;
+                }
+                for (std::size_t c = 0; c < dim; ++c) {
+                    clean[(b * tokens + t) * dim + c] = 0.0f;
+                    poisoned[(b * tokens + t) * dim + c] = specials[(t + c) % 3];
+                }
+            }
+        }
+        const matrix_view<const std::uint8_t> mask_view(mask.get(), batch, tokens);
+
+        for_each_arch([&](auto arch) {
+            using A = decltype(arch);
+            for (pooling_op op : all_ops) {
+                for (int normalization = 0; normalization < 4; ++normalization) {
+                    pooling_options options;
+                    options.op = op;
+                    options.normalize_rows = (normalization & 1) != 0;
+                    options.normalize_result = (normalization & 2) != 0;
+                    INFO("op " << retrieval::to_string(op) << ", normalize_rows " << options.normalize_rows
+                               << ", normalize_result " << options.normalize_result << ", pattern "
+                               << static_cast<int>(pattern));
+                    std::vector<float> from_clean(batch * dim);
+                    std::vector<float> from_poisoned(batch * dim);
+                    retrieval::padded_pool<A>(padded_view<const float>(clean.data(), batch, tokens, dim), mask_view,
+                                              matrix_view<float>(from_clean.data(), batch, dim), options);
+                    retrieval::padded_pool<A>(padded_view<const float>(poisoned.data(), batch, tokens, dim),
+                                              mask_view, matrix_view<float>(from_poisoned.data(), batch, dim),
+                                              options);
+                    for (std::size_t i = 0; i < from_clean.size(); ++i) {
+                        INFO("sequence " << i / dim << ", element " << i % dim << ": " << from_poisoned[i]
+                                         << " with special padding, " << from_clean[i] << " with zero padding");
+                        REQUIRE(same_bits(from_poisoned[i], from_clean[i]));
+                    }
+                }
+            }
+        });
+    }
+}
+
+TEST_CASE("padded_pool left and right padding agree", "[retrieval][pooling][padded]")
+{
+    // Each sequence's unmasked tokens, stored once at the start and once at the end of
+    // its row. weighted_mean weighs token t by t + 1 − f, so it too gives the same bits.
+    const std::size_t batch = 5;
+    const std::size_t tokens = 11;
+    const std::size_t dim = 23;
+    std::mt19937 rng(79);
+    std::vector<float> right(batch * tokens * dim, 0.0f);
+    std::vector<float> left(batch * tokens * dim, 0.0f);
+    std::vector<std::uint8_t> right_mask(batch * tokens, 0);
+    std::vector<std::uint8_t> left_mask(batch * tokens, 0);
+    for (std::size_t b = 0; b < batch; ++b) {
+        const std::size_t length = b == 2 ? tokens : (b * 3 + 1) % tokens;
+        for (std::size_t t = 0; t < length; ++t) {
+            const std::size_t shifted = tokens - length + t;
+            right_mask[b * tokens + t] = 1;
+            left_mask[b * tokens + shifted] = 1;
+            for (std::size_t c = 0; c < dim; ++c) {
+                const float value = uniform(rng, -2.0f, 2.0f);
+                right[(b * tokens + t) * dim + c] = value;
+                left[(b * tokens + shifted) * dim + c] = value;
+            }
+        }
+    }
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        for (pooling_op op : all_ops) {
+            for (bool normalize_rows : {false, true}) {
+                pooling_options options;
+                options.op = op;
+                options.normalize_rows = normalize_rows;
+                INFO("op " << retrieval::to_string(op) << ", normalize_rows " << normalize_rows);
+                std::vector<float> from_right(batch * dim);
+                std::vector<float> from_left(batch * dim);
+                retrieval::padded_pool<A>(padded_view<const float>(right.data(), batch, tokens, dim),
+                                          matrix_view<const std::uint8_t>(right_mask.data(), batch, tokens),
+                                          matrix_view<float>(from_right.data(), batch, dim), options);
+                retrieval::padded_pool<A>(padded_view<const float>(left.data(), batch, tokens, dim),
+                                          matrix_view<const std::uint8_t>(left_mask.data(), batch, tokens),
+                                          matrix_view<float>(from_left.data(), batch, dim), options);
+                for (std::size_t i = 0; i < from_right.size(); ++i) {
+                    INFO("sequence " << i / dim << ", element " << i % dim);
+                    REQUIRE(same_bits(from_left[i], from_right[i]));
+                }
+            }
+        }
+    });
+}
+
+TEST_CASE("padded_pool same bits for any thread count", "[retrieval][pooling][padded]")
+{
+    if (!openmp_enabled()) {
+        SUCCEED("built without OpenMP");
+        return;
+    }
+    const std::size_t batch = 700;
+    const std::size_t tokens = 24;
+    const std::size_t dim = 64;
+    std::mt19937 rng(83);
+    std::vector<float> x(batch * tokens * dim);
+    for (float& value : x) {
+        value = uniform(rng, -2.0f, 2.0f);
+    }
+    const std::unique_ptr<std::uint8_t[]> mask = make_mask<std::uint8_t>(batch, tokens, mask_pattern::holes, rng);
+    for (pooling_op op : {pooling_op::weighted_mean, pooling_op::max}) {
+        pooling_options options;
+        options.op = op;
+        options.normalize_rows = true;
+        options.normalize_result = true;
+        INFO("op " << retrieval::to_string(op));
+        std::vector<std::vector<float>> results;
+        for (int threads : {1, 2, 3}) {
+            std::vector<float> out(batch * dim);
+            with_threads(threads, [&] {
+                retrieval::padded_pool(padded_view<const float>(x.data(), batch, tokens, dim),
+                                       matrix_view<const std::uint8_t>(mask.get(), batch, tokens),
+                                       matrix_view<float>(out.data(), batch, dim), options);
+            });
+            results.push_back(out);
+        }
+        REQUIRE(std::memcmp(results[0].data(), results[1].data(), results[0].size() * sizeof(float)) == 0);
+        REQUIRE(std::memcmp(results[0].data(), results[2].data(), results[0].size() * sizeof(float)) == 0);
     }
 }
 

@@ -278,6 +278,44 @@ TEST_CASE("segment_pool infinite rows", "[retrieval][pooling]")
     });
 }
 
+TEST_CASE("segment_pool infinite result norm", "[retrieval][pooling]")
+{
+    // A pooled vector with an infinite element has an infinite norm, so normalize_result
+    // gives x · (1/∞): NaN where x is infinite, 0 where it is finite, as in the reference.
+    const float inf = std::numeric_limits<float>::infinity();
+    const std::vector<float> rows = {inf, 2.0f, -3.0f, 1.0f, 5.0f, -inf, 0.5f, 1.0f};  // two rows of dim 4
+    const std::vector<std::int64_t> offsets = {0, 2};
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        for (pooling_op op : {pooling_op::sum, pooling_op::max, pooling_op::first}) {
+            INFO("op " << retrieval::to_string(op));
+            pooling_options options;
+            options.op = op;
+            options.normalize_result = true;
+            std::vector<float> out(4, 7.0f);
+            retrieval::segment_pool<A>(matrix_view<const float>(rows.data(), 2, 4),
+                                       vector_view<const std::int64_t>(offsets.data(), 2),
+                                       matrix_view<float>(out.data(), 1, 4), options);
+            std::vector<float> expected(4);
+            retrieval::reference::segment_pool(matrix_view<const float>(rows.data(), 2, 4),
+                                               vector_view<const std::int64_t>(offsets.data(), 2),
+                                               matrix_view<float>(expected.data(), 1, 4), options, {});
+            // sum: [∞, −∞ + 2, 0.5 − 3, 2] = [∞, −∞, −2.5, 2]; max: [∞, 2, 0.5, 1]; first: row 0.
+            for (std::size_t c = 0; c < 4; ++c) {
+                INFO("element " << c << ": got " << out[c] << ", reference " << expected[c]);
+                const bool infinite = c == 0 || (c == 1 && op == pooling_op::sum);
+                CHECK(std::isnan(out[c]) == infinite);
+                if (!infinite) {
+                    CHECK(out[c] == 0.0f);
+                    CHECK(same_bits(out[c], expected[c]));
+                } else {
+                    CHECK(std::isnan(expected[c]));
+                }
+            }
+        }
+    });
+}
+
 TEST_CASE("segment_pool max keeps the first signed zero", "[retrieval][pooling]")
 {
     const std::vector<float> rows = {0.0f, -0.0f, -0.0f, 0.0f};  // two rows of two columns

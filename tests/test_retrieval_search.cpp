@@ -399,6 +399,73 @@ TEST_CASE("maxsim NaN stays in its document", "[retrieval][search]")
     REQUIRE(std::isfinite(scores[2]));
 }
 
+TEST_CASE("maxsim of one token equals best score", "[retrieval][search]")
+{
+    // With one query token, maxsim is the largest float dot product over the document's
+    // tokens, and adding one term in double and rounding it to float is exact. So it must
+    // equal the maximum of score's output bit for bit.
+    std::mt19937 rng(43);
+    const std::vector<std::int64_t> offsets = {0, 1, 9, 40, 41, 200};
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        for (std::size_t dim : {3, 16, 77, 384}) {
+            INFO("dim " << dim);
+            const auto tokens = random_matrix(200, dim, rng);
+            const auto query = random_matrix(1, dim, rng);
+            std::vector<float> scores(200);
+            retrieval::score<A>(query.const_view(), tokens.const_view(), matrix_view<float>(scores.data(), 1, 200),
+                                metric::dot);
+            std::vector<float> maxsim(offsets.size() - 1);
+            retrieval::maxsim<A>(query.const_view(), tokens.const_view(),
+                                 vector_view<const std::int64_t>(offsets.data(), offsets.size()),
+                                 vector_view<float>(maxsim.data(), maxsim.size()));
+            for (std::size_t d = 0; d + 1 < offsets.size(); ++d) {
+                const float best = *std::max_element(scores.begin() + offsets[d], scores.begin() + offsets[d + 1]);
+                INFO("document " << d << ": maxsim " << maxsim[d] << ", best score " << best);
+                CHECK(same_bits(maxsim[d], best));
+            }
+        }
+    });
+}
+
+TEST_CASE("scores beyond the float range", "[retrieval][search]")
+{
+    // ‖q‖² = 1e40 overflows float, so ‖q‖ = ∞: the cosine is 0 while the dot product is
+    // finite, and NaN when the dot product overflows too.
+    const std::size_t dim = 20;
+    std::vector<float> q(2 * dim, 0.0f);
+    q[0] = 1e20f;       // query 0: ‖q‖ = ∞
+    q[dim] = -1e20f;    // query 1: ‖q‖ = ∞, opposite sign
+    std::vector<float> d(2 * dim, 0.5f);
+    d[dim] = 1e20f;     // document 1: q · d = ±1e40 overflows
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        std::vector<float> cosines(4, -7.0f);
+        retrieval::score<A>(matrix_view<const float>(q.data(), 2, dim), matrix_view<const float>(d.data(), 2, dim),
+                            matrix_view<float>(cosines.data(), 2, 2), metric::cosine);
+        CHECK(cosines[0] == 0.0f);
+        CHECK(std::isnan(cosines[1]));
+        CHECK(cosines[2] == 0.0f);
+        CHECK(std::isnan(cosines[3]));
+
+        std::vector<float> dots(4, -7.0f);
+        retrieval::score<A>(matrix_view<const float>(q.data(), 2, dim), matrix_view<const float>(d.data(), 2, dim),
+                            matrix_view<float>(dots.data(), 2, 2), metric::dot);
+        CHECK(dots[1] == infinity);
+        CHECK(dots[3] == -infinity);
+
+        // maxsim: query token 0 gives +∞ and token 1 gives −∞ against document 1, and the
+        // maxima ∞ + (−∞) add up to NaN. Document 0 alone stays finite.
+        const std::vector<std::int64_t> offsets = {0, 1, 2};
+        std::vector<float> late(2, -7.0f);
+        retrieval::maxsim<A>(matrix_view<const float>(q.data(), 2, dim), matrix_view<const float>(d.data(), 2, dim),
+                             vector_view<const std::int64_t>(offsets.data(), offsets.size()),
+                             vector_view<float>(late.data(), 2));
+        CHECK(std::isfinite(late[0]));
+        CHECK(std::isnan(late[1]));
+    });
+}
+
 TEST_CASE("scores same bits for any thread count", "[retrieval][search]")
 {
     if (!openmp_enabled()) {
@@ -419,4 +486,56 @@ TEST_CASE("scores same bits for any thread count", "[retrieval][search]")
     }
     REQUIRE(std::memcmp(results[0].data(), results[1].data(), results[0].size() * sizeof(float)) == 0);
     REQUIRE(std::memcmp(results[0].data(), results[2].data(), results[0].size() * sizeof(float)) == 0);
+}
+
+TEST_CASE("rerank and maxsim thread independent", "[retrieval][search]")
+{
+    if (!openmp_enabled()) {
+        SUCCEED("built without OpenMP");
+        return;
+    }
+    std::mt19937 rng(47);
+    const std::size_t dim = 48;
+    const std::size_t document_count = 600;
+    std::vector<std::int64_t> offsets = {0};
+    for (std::size_t i = 0; i < document_count; ++i) {
+        offsets.push_back(offsets.back() + static_cast<std::int64_t>(i % 13));
+    }
+    const auto tokens = random_matrix(static_cast<std::size_t>(offsets.back()), dim, rng);
+    const vector_view<const std::int64_t> offset_view(offsets.data(), offsets.size());
+    const std::size_t queries = 40;
+    const std::size_t k = 30;
+    const auto query_rows = random_matrix(queries, dim, rng);
+    std::vector<std::int64_t> documents(queries * k);
+    for (std::int64_t& id : documents) {
+        id = uniform_int(rng, -1, static_cast<int>(document_count) - 1);
+    }
+
+    struct outputs {
+        std::vector<std::int64_t> best_passage;
+        std::vector<float> best_score;
+        std::vector<float> late_interaction;
+    };
+    std::vector<outputs> results;
+    for (int threads : {1, 2, 3}) {
+        outputs out{std::vector<std::int64_t>(queries * k), std::vector<float>(queries * k),
+                    std::vector<float>(document_count)};
+        with_threads(threads, [&] {
+            retrieval::rerank_passages(query_rows.const_view(), tokens.const_view(), offset_view,
+                                       matrix_view<const std::int64_t>(documents.data(), queries, k),
+                                       matrix_view<std::int64_t>(out.best_passage.data(), queries, k),
+                                       matrix_view<float>(out.best_score.data(), queries, k), metric::cosine);
+            retrieval::maxsim(query_rows.const_view(), tokens.const_view(), offset_view,
+                              vector_view<float>(out.late_interaction.data(), document_count));
+        });
+        results.push_back(std::move(out));
+    }
+    for (std::size_t t = 1; t < results.size(); ++t) {
+        INFO("1 thread against " << t + 1);
+        REQUIRE(results[t].best_passage == results[0].best_passage);
+        REQUIRE(std::memcmp(results[t].best_score.data(), results[0].best_score.data(),
+                            results[0].best_score.size() * sizeof(float)) == 0);
+        REQUIRE(std::memcmp(results[t].late_interaction.data(), results[0].late_interaction.data(),
+                            results[0].late_interaction.size() * sizeof(float)) == 0);
+    }
 }
