@@ -12,6 +12,8 @@
 #                      non-empty folder of anything else.
 #   TESSERA_TEST_MATRIX  0 skips tests/run-matrix.sh (the g++/clang++ × C++17/C++20 matrix),
 #                      which otherwise runs after ctest.
+#   TESSERA_TEST_SANITIZERS  0 skips tests/run-sanitizers.sh (the asan, ubsan, tsan and fuzz
+#                      presets), which otherwise runs last.
 #   CMAKE_GENERATOR, CXX and the other variables that cmake reads are honoured.
 set -euo pipefail
 
@@ -53,4 +55,11 @@ echo "run-tests: running ctest with $jobs jobs"
 if [[ "${TESSERA_TEST_MATRIX:-1}" != 0 ]]; then
   echo "run-tests: running the compiler and standard matrix (tests/run-matrix.sh)"
   "$source_dir/tests/run-matrix.sh"
+fi
+
+# The sanitizer presets: AddressSanitizer, UndefinedBehaviorSanitizer, ThreadSanitizer and the
+# bounded fuzz runs.
+if [[ "${TESSERA_TEST_SANITIZERS:-1}" != 0 ]]; then
+  echo "run-tests: running the sanitizer presets (tests/run-sanitizers.sh)"
+  "$source_dir/tests/run-sanitizers.sh"
 fi

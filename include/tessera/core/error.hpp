@@ -13,6 +13,7 @@
 
 #include "config.hpp"
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -45,9 +46,11 @@ namespace detail {
 // null, not as the address of default_error_handler: the runtime-dispatch
 // helper gives each arch its own renamed copy of every inline function but
 // shares this variable. A stored address could point into one arch's copy.
-inline error_handler& current_error_handler()
+// It is atomic because a handler may be installed while other threads run
+// kernels.
+inline std::atomic<error_handler>& current_error_handler()
 {
-    static error_handler handler = nullptr;
+    static std::atomic<error_handler> handler{nullptr};
     return handler;
 }
 
@@ -57,8 +60,7 @@ inline error_handler& current_error_handler()
 // disabled and returns the previous one. A null handler restores the default.
 inline error_handler set_error_handler(error_handler handler)
 {
-    error_handler previous = detail::current_error_handler();
-    detail::current_error_handler() = handler;
+    const error_handler previous = detail::current_error_handler().exchange(handler);
     return previous != nullptr ? previous : &detail::default_error_handler;
 }
 
@@ -68,7 +70,7 @@ inline error_handler set_error_handler(error_handler handler)
 #if TESSERA_EXCEPTIONS
     throw invalid_argument(message);
 #else
-    const error_handler handler = detail::current_error_handler();
+    const error_handler handler = detail::current_error_handler().load();
     (handler != nullptr ? handler : &detail::default_error_handler)(message.c_str());
     // A handler that returns would let the kernel run on bad input.
     std::abort();
