@@ -214,7 +214,7 @@ inline double log2_exp2_tolerance(double x, double gamma, double reference, int 
     // z as the reference computes it, from the truncated series of log2 m.
     const bool finite = x > 0.0 && x < std::numeric_limits<double>::infinity();
     const double z = finite ? gamma * imaging::reference::split_log2(x, order).log2_x : 0.0;
-    const double rounding = std::ldexp(8.0 + 2.0 * std::fabs(z), -24);
+    const double rounding = std::ldexp(8.0 + 4.0 * std::fabs(z), -24);
     double tolerance = rounding * std::fabs(reference) + std::numeric_limits<float>::denorm_min();
     const double distance_to_half = std::fabs(std::fabs(z - std::nearbyint(z)) - 0.5);
     if (distance_to_half <= rounding) {

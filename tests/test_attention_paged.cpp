@@ -183,3 +183,61 @@ TEST_CASE("paged decode matches the reference", "[attention][paged]")
         }
     });
 }
+
+TEST_CASE("paged bits independent of other sequences", "[attention][paged]")
+{
+    // Found by tests/fuzz/fuzz_attention.cpp. A sequence shorter than the longest one of a paged
+    // batch has empty key splits at the end, and merging an empty softmax state is not an exact
+    // identity: fma(0, 0, −0) is +0. Sequence 0 below spans two splits (512 or 528 keys each,
+    // depending on the arch), and its output is −0. Its first 528 keys have logit 0 and value
+    // +0. The others have logit −0.7 and value +0, except one of −2^-149, whose weighted value
+    // rounds to −0 when the second split is merged. Sequence 1 is long enough for a third
+    // split, which sequence 0 does not have.
+    const std::size_t block = 100;
+    const std::int32_t lengths[2] = {600, 1100};
+    const std::size_t blocks = 17;  // sequence 0 in blocks 0..5, sequence 1 in blocks 6..16
+    std::vector<float> keys(blocks * block, 0.0f);
+    std::vector<float> values(blocks * block, 0.0f);
+    for (std::size_t j = 528; j < 600; ++j) {
+        keys[j] = -0.7f;
+    }
+    values[540] = -std::numeric_limits<float>::denorm_min();
+    for (std::size_t j = 0; j < 1100; ++j) {
+        keys[600 + j] = 0.01f * static_cast<float>(j % 7);
+        values[600 + j] = 1.0f;
+    }
+    std::vector<std::int32_t> table(2 * 11, 0);
+    for (std::int32_t b = 0; b < 6; ++b) {
+        table[static_cast<std::size_t>(b)] = b;
+    }
+    for (std::int32_t b = 0; b < 11; ++b) {
+        table[11 + static_cast<std::size_t>(b)] = 6 + b;
+    }
+    attention::paged_cache cache;
+    cache.keys = attention::tensor_view<const float>(keys.data(), blocks, 1, block, 1);
+    cache.values = attention::tensor_view<const float>(values.data(), blocks, 1, block, 1);
+    cache.block_table = matrix_view<const std::int32_t>(table.data(), 2, 11);
+    cache.lengths = vector_view<const std::int32_t>(lengths, 2);
+    const float q[2] = {1.0f, 1.0f};
+    attention::options opts;
+    opts.scale = 1.0f;
+
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        for (int threads : {1, 2}) {
+            INFO(threads << " threads");
+            with_threads(threads, [&] {
+                float paged[2] = {7.0f, 7.0f};
+                attention::paged_scaled_dot_product<A>(attention::tensor_view<const float>(q, 2, 1, 1, 1), cache,
+                                                       attention::tensor_view<float>(paged, 2, 1, 1, 1), opts);
+                float alone = 7.0f;
+                attention::scaled_dot_product<A>(attention::tensor_view<const float>(q, 1, 1, 1, 1),
+                                                 attention::tensor_view<const float>(keys.data(), 1, 1, 600, 1),
+                                                 attention::tensor_view<const float>(values.data(), 1, 1, 600, 1),
+                                                 attention::tensor_view<float>(&alone, 1, 1, 1, 1), opts);
+                CAPTURE(paged[0], alone, std::signbit(paged[0]), std::signbit(alone));
+                CHECK(same_bits(paged[0], alone));
+            });
+        }
+    });
+}

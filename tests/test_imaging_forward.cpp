@@ -392,6 +392,13 @@ TEST_CASE("gamma on empty image writes nothing", "[imaging][forward][contract]")
                   planar_image<float>(nullptr, 2, 0, 4));
     gamma_correct(taylor_series<4>{}, interleaved_image<const float>(nullptr, 3, 0, 2), gamma_map::per_image(2.0f),
                   interleaved_image<float>(nullptr, 3, 0, 2));
+
+    // The lookup table takes one γ per image or per channel, and rejects a per-pixel map for
+    // every shape, an empty image too (found by tests/fuzz/fuzz_imaging.cpp).
+    CHECK_THROWS_AS(gamma_correct(lookup_table{}, interleaved_image<const std::uint8_t>(nullptr, 0, 4, 3),
+                                  gamma_map::per_pixel(matrix_view<const float>(nullptr, 0, 4)),
+                                  interleaved_image<std::uint8_t>(nullptr, 0, 4, 3)),
+                    tessera::invalid_argument);
 }
 
 TEST_CASE("gamma forward independent of threads", "[imaging][forward][threads]")

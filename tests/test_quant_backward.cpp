@@ -1032,3 +1032,37 @@ TEST_CASE("flexround_backward delta1 bound single term", "[quant][backward]")
         CHECK(violations == 0);
     });
 }
+
+TEST_CASE("flexround_backward ignores padding lanes", "[quant][backward]")
+{
+    // Found by tests/fuzz/fuzz_quant.cpp. The padding lanes of a row tail have δ2 = 0, so their
+    // S = exp(δ1 + δ3) is 0 when δ1 + δ3 is far below -104, even where the δ2 of the real
+    // elements brings S back to e^-2. u = 0 / 0 = NaN in those lanes must not reach the δ1 and
+    // δ3 sums, which hold only real elements.
+    const quant::quant_grid grid = quant::quant_grid::symmetric(4);
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        const std::size_t cols = xsimd::batch<float, A>::size + 1;  // a full batch and a tail of one
+        const std::vector<float> delta1 = {-2.0f};
+        const std::vector<float> delta3 = {-110.0f};
+        const std::vector<float> delta2(cols, 110.0f);
+        quant::flexround_scales scales{{delta1.data(), 1}, {delta2.data(), 1, cols}};
+        scales.delta3 = {delta3.data(), 1};
+        std::vector<float> w(cols);
+        std::vector<float> g(cols);
+        for (std::size_t c = 0; c < cols; ++c) {
+            w[c] = 0.05f * static_cast<float>(c + 1);
+            g[c] = 1.0f - 0.125f * static_cast<float>(c);
+        }
+        const matrix_view<const float> w_view{w.data(), 1, cols};
+        const matrix_view<const float> g_view{g.data(), 1, cols};
+
+        const dense_gradients expected = reference_backward(w_view, scales, grid, g_view);
+        const dense_gradients actual = run_dense_backward<A>(w_view, scales, grid, g_view);
+        CAPTURE(A::name(), actual.delta1[0], expected.delta1[0], actual.delta3[0], expected.delta3[0]);
+        REQUIRE(std::isfinite(expected.delta1[0]));
+        REQUIRE(std::isfinite(expected.delta3[0]));
+        CHECK(std::fabs(actual.delta1[0] - expected.delta1[0]) <= 1e-5f * (1.0f + std::fabs(expected.delta1[0])));
+        CHECK(std::fabs(actual.delta3[0] - expected.delta3[0]) <= 1e-5f * (1.0f + std::fabs(expected.delta3[0])));
+    });
+}

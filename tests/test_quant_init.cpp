@@ -209,3 +209,39 @@ TEST_CASE("grid initialisation rejects unknown scheme", "[quant][init]")
                                      {&s1, 1}, {&zero_point, 1}),
                     tessera::invalid_argument);
 }
+
+TEST_CASE("grid search invariant under power-of-two scaling", "[quant][init]")
+{
+    // Found by tests/fuzz/fuzz_quant.cpp. Squared rounding errors of weights near 1e-23 underflow
+    // in float, and those of weights near 1e30 overflow, so candidate grids used to tie at 0 or
+    // +Inf. The search now scales each candidate's errors by a power of two, which makes its
+    // choice for W·2^k that for W, with s1 times 2^k.
+    std::vector<float> w(256);
+    for (std::size_t i = 0; i < w.size(); ++i) {
+        w[i] = 0.01f * static_cast<float>(static_cast<int>(i % 21) - 10) + 0.003f * static_cast<float>(i % 7);
+    }
+    w[17] = 1.0f;
+    w[90] = -0.6f;
+    const matrix_view<const float> view(w.data(), 1, w.size());
+
+    for (const quant_scheme scheme : {quant_scheme::symmetric, quant_scheme::asymmetric}) {
+        const bool asymmetric = scheme == quant_scheme::asymmetric;
+        float s1 = 0.0f;
+        std::int32_t zero_point = 0;
+        init_grid_search(view, 4, scheme, {&s1, 1}, {&zero_point, asymmetric ? 1u : 0u});
+
+        for (const int exponent : {-70, -40, 40, 100}) {
+            std::vector<float> scaled(w.size());
+            for (std::size_t i = 0; i < w.size(); ++i) {
+                scaled[i] = std::ldexp(w[i], exponent);
+            }
+            float scaled_s1 = 0.0f;
+            std::int32_t scaled_zero_point = 0;
+            init_grid_search(matrix_view<const float>(scaled.data(), 1, scaled.size()), 4, scheme, {&scaled_s1, 1},
+                             {&scaled_zero_point, asymmetric ? 1u : 0u});
+            CAPTURE(asymmetric, exponent, s1, scaled_s1);
+            CHECK(scaled_s1 == std::ldexp(s1, exponent));
+            CHECK(scaled_zero_point == zero_point);
+        }
+    }
+}

@@ -276,3 +276,33 @@ TEST_CASE("learner reports divergence by name", "[quant][learner]")
     CHECK_THROWS_AS(flexround_learner<>({w.data(), 2, 2}, quant_grid::symmetric(4), {&subnormal, 1}),
                     tessera::invalid_argument);
 }
+
+TEST_CASE("learner keep_best after a NaN step", "[quant][learner]")
+{
+    // Found by tests/fuzz/fuzz_quant.cpp. fit checks the loss before each step but not after
+    // the last one. With a learning rate of 200, one Adam step moves each δ3 by about ±200,
+    // so S = exp(δ1 + δ3) of a row can become 0, and that row's zero weight gives u = 0 / 0 and
+    // a loss of NaN. keep_best must then restore the scales of the best loss seen.
+    const std::vector<float> w = {0.0f,  0.5f, -0.25f, 0.75f, -0.5f, 0.0f,  0.25f, 1.0f,
+                                  0.3f, -0.7f,  0.0f,  0.1f,  0.9f,  0.4f, -0.6f,  0.0f};
+    std::mt19937 random(11);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> x(6 * 4);
+    for (float& value : x) {
+        value = normal(random);
+    }
+    const float s1 = 0.1f;
+    learner_options options;
+    options.iterations = 1;
+    options.learning_rate = 200.0f;
+    options.final_learning_rate = 200.0f;
+    options.learn_delta1 = false;  // s1 = exp(δ1) would leave the float range and raise
+    options.report_every = 0;
+    options.keep_best = true;
+
+    flexround_learner<> learner({w.data(), 4, 4}, quant_grid::symmetric(4), {&s1, 1}, options);
+    const learner_result result = learner.fit({x.data(), 6, 4});
+    CAPTURE(result.initial_loss, result.final_loss);
+    CHECK(std::isfinite(result.final_loss));
+    CHECK(result.final_loss <= result.initial_loss);
+}

@@ -539,3 +539,37 @@ TEST_CASE("rerank and maxsim thread independent", "[retrieval][search]")
                             results[0].late_interaction.size() * sizeof(float)) == 0);
     }
 }
+
+TEST_CASE("null vectors of dimension 0", "[retrieval][search]")
+{
+    // Found by tests/fuzz/fuzz_retrieval.cpp. A null matrix with rows but no columns is a valid
+    // view, whatever its row stride, and the kernels formed null + r·stride for its rows, which
+    // is undefined behaviour (clang's UBSan reports it). Every dot product over dimension 0 is
+    // 0, so dot and cosine scores are 0 and top-k keeps the lowest indices. top_k over no
+    // documents fills every place with (−∞, −1).
+    const matrix_view<const float> queries(nullptr, 2, 0, 4);
+    const matrix_view<const float> documents(nullptr, 3, 0, 4);
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        for (const metric kind : {metric::dot, metric::cosine}) {
+            std::vector<float> scores(6, -7.0f);
+            retrieval::score<A>(queries, documents, matrix_view<float>(scores.data(), 2, 3), kind);
+            CHECK(scores == std::vector<float>(6, 0.0f));
+
+            std::vector<float> top_scores(4, 7.0f);
+            std::vector<std::int64_t> top_indices(4, 7);
+            retrieval::search<A>(queries, documents, matrix_view<float>(top_scores.data(), 2, 2),
+                                 matrix_view<std::int64_t>(top_indices.data(), 2, 2), kind);
+            CHECK(top_scores == std::vector<float>(4, 0.0f));
+            CHECK(top_indices == std::vector<std::int64_t>{0, 1, 0, 1});
+        }
+
+        // A score matrix without documents: every place is empty, (−∞, −1).
+        std::vector<float> top_scores(4, 7.0f);
+        std::vector<std::int64_t> top_indices(4, 7);
+        retrieval::top_k<A>(matrix_view<const float>(nullptr, 2, 0, 4), matrix_view<float>(top_scores.data(), 2, 2),
+                            matrix_view<std::int64_t>(top_indices.data(), 2, 2));
+        CHECK(top_scores == std::vector<float>(4, -infinity));
+        CHECK(top_indices == std::vector<std::int64_t>(4, -1));
+    });
+}

@@ -211,7 +211,10 @@ inline void check_options(const options& opts, std::size_t dim, const char* func
 // kernels::tile_shape<A>::split keys, and split states are merged in split
 // order. With fewer tiles than threads, each (tile, split) pair is a task
 // and the states are merged afterwards. Otherwise each task runs a tile's
-// splits in order. Both give the same bits.
+// splits in order. Both give the same bits. A sequence shorter than the
+// longest one of a paged batch has empty splits at the end, which are
+// skipped: merging an empty state is not an exact identity (fma(0, 0, −0)
+// is +0), and a sequence's bits must not depend on the other lengths.
 template <class A, class Keys>
 void forward(const tensor_view<const float>& q, const Keys& keys, const row_layout& layout, const problem& pr,
              const outputs& out)
@@ -257,6 +260,9 @@ void forward(const tensor_view<const float>& q, const Keys& keys, const row_layo
             s.total.reset(pr.value_dim);
             for (std::size_t split = 0; split < splits; ++split) {
                 const auto [begin, end] = split_range(t.b, split);
+                if (begin == end) {
+                    continue;
+                }
                 s.split.reset(pr.value_dim);
                 run_keys<A>(pr, keys, t.b, t.kv_head, t.tile, begin, end, s, s.split);
                 merge_state<A>(s.total, s.split.m.data(), s.split.l.data(), s.split.ot.data(), pr.value_dim);
@@ -292,6 +298,10 @@ void forward(const tensor_view<const float>& q, const Keys& keys, const row_layo
         }
         s.total.reset(pr.value_dim);
         for (std::size_t split = 0; split < splits; ++split) {
+            const auto [begin, end] = split_range(t.b, split);
+            if (begin == end) {
+                continue;
+            }
             const float* state = states.data() + (index * splits + split) * slot;
             merge_state<A>(s.total, state, state + rows, state + 2 * rows, pr.value_dim);
         }

@@ -302,7 +302,8 @@ inline void finish_row(const float* state, std::size_t value_dim, float* out, fl
 // narrow_rows<A> rows: one tile per group. With at least as many groups as
 // threads, each task runs a group's splits in order. With fewer, each
 // (group, split) pair is a task and the states are merged afterwards. The
-// merges are the same either way.
+// merges are the same either way, and empty splits are skipped, as in
+// forward() (attention.hpp).
 template <class A, class Keys>
 void forward_narrow(const tensor_view<const float>& q, const Keys& keys, const row_layout& layout, const problem& pr,
                     const outputs& out, std::size_t splits, int threads)
@@ -354,6 +355,10 @@ void forward_narrow(const tensor_view<const float>& q, const Keys& keys, const r
             }
             const tile_rows<A, Keys> t(layout, index, q, out, pr, keys);
             for (std::size_t split = 0; split < splits; ++split) {
+                const auto [begin, end] = split_range(t.b, split);
+                if (begin == end) {
+                    continue;
+                }
                 run_split(s, t, split, part);
                 for (std::size_t i = 0; i < row_count; ++i) {
                     merge_row_state<A>(totals + i * slot, part + i * slot, pr.value_dim);
@@ -377,13 +382,18 @@ void forward_narrow(const tensor_view<const float>& q, const Keys& keys, const r
         for (std::size_t i = 0; i < row_count; ++i) {
             reset_row_state(totals.data() + i * slot, pr.value_dim);
         }
+        const tile_rows<A, Keys> t(layout, index, q, out, pr, keys);
         for (std::size_t split = 0; split < splits; ++split) {
+            const auto [begin, end] = split_range(t.b, split);
+            if (begin == end) {
+                continue;
+            }
             const float* part = states.data() + (index * splits + split) * row_count * slot;
             for (std::size_t i = 0; i < row_count; ++i) {
                 merge_row_state<A>(totals.data() + i * slot, part + i * slot, pr.value_dim);
             }
         }
-        finish_group(tile_rows<A, Keys>(layout, index, q, out, pr, keys), totals.data());
+        finish_group(t, totals.data());
     });
 }
 

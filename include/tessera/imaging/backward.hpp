@@ -18,13 +18,15 @@
 // reference::taylor_series_gradients and reference::log2_exp2_series_gradients
 // (double) by float rounding.
 // NOTE: a per-sample value is grad_y times ∂f_N/∂x or ∂f_N/∂γ formed in
-// float, so where that derivative exceeds FLT_MAX (for example where y
-// overflows) it is ±Inf, or NaN for grad_y = 0, even where the product with
-// grad_y would fit. Per-image and per-channel sums are accumulated
-// in double per image row and then over rows in order, and per-pixel sums
-// add the channels in order in float, so no sum depends on the thread count
-// or the layout. grad_x may be the same view as grad_y; no other output may
-// overlap an input.
+// float from y. Where y or that derivative exceeds FLT_MAX, or for
+// taylor_series<N> where its terms do, about
+// (N + 1)·(γ + 1)·Σ|C(γ, n)(x − 1)^n|, the value is ±Inf or NaN, even where
+// the true derivative or its product with grad_y would fit (for example
+// x = 1.00914 and γ = 1e4, where y ≈ 3e39 but y·ln x ≈ 3e37, or grad_y = 0).
+// Per-image and per-channel sums are accumulated in double per image row and
+// then over rows in order, and per-pixel sums add the channels in order in
+// float, so no sum depends on the thread count or the layout. grad_x may be
+// the same view as grad_y; no other output may overlap an input.
 // Every γ, per-pixel maps included, is validated before any output is
 // written, so a call that raises leaves grad_x and grad_gamma untouched.
 #pragma once

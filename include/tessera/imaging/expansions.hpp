@@ -136,8 +136,9 @@ constexpr double taylor_series_error_bound(int order, double gamma)
     const int floor_gamma = detail::floor_to_int(gamma);
     const int start = order > floor_gamma ? order : floor_gamma;
     double bound = detail::binomial_magnitude(gamma - 1.0, start);
-    // |C(γ, n + 1)| = |C(γ, n)|·|γ − n|/(n + 1): the products of binomial_magnitude in the same
-    // order, but in one pass, so that a γ near 1e6 takes ⌊γ⌋ steps, not ⌊γ⌋² / 2.
+    // Each term |C(γ, n + 1)| is the previous one times |γ − n|/(n + 1), the products of
+    // binomial_magnitude in the same order. One pass takes ⌊γ⌋ steps for a γ near 1e6, where a
+    // fresh product per term took ⌊γ⌋² / 2.
     double term = detail::binomial_magnitude(gamma, order + 1);
     for (int n = order + 1; n <= floor_gamma; ++n) {
         bound += term;

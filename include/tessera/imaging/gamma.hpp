@@ -44,14 +44,17 @@
 //   the bound above, because a_n = γ·(1/n) − (n − 1)/n is not exactly 0
 //   for an integer γ = n − 1, and large powers of x − 1 amplify that.
 // - log2_exp2_series<N>: the float kernels differ from the double
-//   reference::log2_exp2_series by at most 2^-24·(8 + 2|γ·log2 x|)·|y| +
-//   2^-149. The exception is a z = γ·log2 x within that rounding of a
-//   half-integer: float and double may then round z to neighbouring k,
-//   and the results differ by up to twice the truncation error of 2^f,
+//   reference::log2_exp2_series by at most 2^-24·(8 + 4|γ·log2 x|)·|y| +
+//   2^-149. The 4|z| covers about five roundings of z = γ·log2 x (of s,
+//   the log2 coefficients and the products), scaled by ln 2.
+//   The exception is a z within that rounding of a half-integer: float and
+//   double may then round z to neighbouring k, and the results differ by
+//   up to twice the truncation error of 2^f,
 //   2·log2_exp2_fraction_error(N)·|y|. Against x^γ on (0, 1] the error is
-//   at most log2_exp2_error_bound(N, γ_max) either way. For x > 1 the result is x^γ·(1 + ε) with |ε| at most that
-//   bound plus 2^-23·|γ·log2 x|, because splitting x into exponent and
-//   mantissa works the same in every binade.
+//   at most log2_exp2_error_bound(N, γ_max) either way. For x > 1 the
+//   result is x^γ·(1 + ε) with |ε| at most that bound plus
+//   2^-22·|γ·log2 x|, because splitting x into exponent and mantissa works
+//   the same in every binade.
 //   Results that underflow round to a subnormal or 0, results that
 //   overflow give +Inf.
 // - exact_pow: y = x^γ by std::pow in double precision, rounded once to
@@ -278,16 +281,18 @@ template <class Arch, class Code>
 void forward_lookup(const interleaved_image<const Code>& in, const gamma_map& gamma, const interleaved_image<Code>& out)
 {
     check_forward(in, gamma, out);
+    // Checked before the empty-image return, so that the kind is rejected for every shape.
+    if (gamma.kind != gamma_kind::per_image && gamma.kind != gamma_kind::per_channel) {
+        raise_invalid_argument(forward_name, "lookup_table needs a per_image or per_channel gamma, got ",
+                               to_string(gamma.kind));
+    }
     if (in.empty()) {
         return;
     }
     if (gamma.kind == gamma_kind::per_image) {
         gamma_lut<Code>(vector_view<const float>(&gamma.stored_value, 1), in.channels).template apply<Arch>(in, out);
-    } else if (gamma.kind == gamma_kind::per_channel) {
-        gamma_lut<Code>(gamma.values, in.channels).template apply<Arch>(in, out);
     } else {
-        raise_invalid_argument(forward_name, "lookup_table needs a per_image or per_channel gamma, got ",
-                               to_string(gamma.kind));
+        gamma_lut<Code>(gamma.values, in.channels).template apply<Arch>(in, out);
     }
 }
 

@@ -42,11 +42,16 @@
 //   (seen with torch 2.15).
 // - E = ∂δ2 is bit-identical to the reference wherever u is. Gradient sums
 //   (δ1, δ3, δ4) are accumulated in float and may differ from the
-//   double-precision reference by at most (n + 3)·2^-24·Σ|term| for n
-//   summed terms: n roundings of the running sums and three of the
-//   products that form a term. Where S differs (see above), each term also
+//   double-precision reference by at most (n + 3)·(2^-24·Σ|term| + 2^-150)
+//   for n summed terms: n roundings of the running sums and three of the
+//   products that form a term, each off by at most half an ulp, which is
+//   2^-150 for a subnormal result. Where S differs (see above), each term also
 //   carries an error of up to (max_exp_ulp + 1)·2^-23·|G·s1·u| through u.
 //   For δ1 that is large next to the term G·s1·(q − u) itself.
+//   NOTE: the float terms and running sums can overflow where the double
+//   reference does not. Where the finite terms of Σ|E| (δ3, δ4) or of
+//   Σ|G·(q − m·u)| (δ1, summed before the factor s1) add up to more than
+//   FLT_MAX, a sum can be ±Inf or NaN whatever the reference is.
 // - W = ±Inf saturates to qmax or qmin (Ŵ = s1 · qmax, mask 0, its E = 0).
 // - NaN policy: a NaN in W or δ makes u NaN; then Ŵ is NaN, the mask is 0,
 //   the stored code is the zero point (an integer holds no NaN), and E and

@@ -13,6 +13,10 @@
 //   [α·min, α·max] for α = 1, 1 − h, 1 − 2h, …, min_shrink (h chosen so
 //   there are `steps` candidates), keeping the α with the smallest sum of
 //   squared rounding errors Σ (W − s1·(c − zp))². Ties keep the larger α.
+//   Each candidate's errors are formed with W and s1 scaled by the power of
+//   two that brings s1 into [1, 2), so they neither underflow nor overflow
+//   in float for tiny or huge weights. W·2^k therefore gets s1·2^k and the
+//   same zero points as W wherever those s1 are normal.
 //
 // A row (or tensor) whose range is 0 gets s1 = 1 and zp = 0, because every
 // grid represents zeros exactly. s1 is kept within [FLT_MIN, FLT_MAX], so a
@@ -116,7 +120,8 @@ inline std::vector<value_range> group_ranges(matrix_view<const float> w, std::si
 {
     std::vector<value_range> ranges(groups);
     if (w.cols == 0) {
-        // No weights, however many rows: skip the loop, which could run SIZE_MAX times.
+        // A W without columns has no weights, however many rows it claims, and the row loop
+        // could run SIZE_MAX times.
         return ranges;
     }
     for (std::size_t group = 0; group < groups; ++group) {
@@ -154,6 +159,20 @@ inline void check_init_arguments(matrix_view<const float> w, int bits, quant_sch
     check_view(zero_points, function, "zero_points");
 }
 
+// Σ (w·scale − s·q)² of one row in double, q rounded and clamped in float as grid_error_row
+// does.
+inline double row_error_in_double(const float* w, std::size_t n, float step, float scale, float qmin, float qmax)
+{
+    double sum = 0.0;
+    for (std::size_t c = 0; c < n; ++c) {
+        const double scaled = static_cast<double>(w[c]) * scale;
+        const float q = std::min(std::max(std::nearbyint(static_cast<float>(scaled) / step), qmin), qmax);
+        const double error = scaled - static_cast<double>(step) * q;
+        sum += error * error;
+    }
+    return sum;
+}
+
 template <class Arch>
 double grid_error(matrix_view<const float> w, row_group group, grid_choice choice, int bits, quant_scheme scheme)
 {
@@ -163,12 +182,28 @@ double grid_error(matrix_view<const float> w, row_group group, grid_choice choic
                                                          : static_cast<float>((1 << bits) - 1 - choice.zero_point);
     double error = 0.0;
     if (w.cols == 0) {
-        return error;  // as in group_ranges: no weights, and a row loop that could run SIZE_MAX times
+        return error;  // no weights, and a row loop that could run SIZE_MAX times, as in group_ranges
     }
+
+    // W and s1 are multiplied by the power of two that brings s1 into [1, 2). That is exact, so
+    // where nothing overflows or underflows every rounding and sum is that of the unscaled
+    // values. For weights near either end of the float range it keeps the squared errors from
+    // overflowing to +Inf or underflowing to 0, where candidates would tie.
+    int exponent = 0;
+    std::frexp(choice.s1, &exponent);
+    const float scale = std::ldexp(1.0f, 1 - exponent);
+    const float step = choice.s1 * scale;
     for (std::size_t r = group.begin; r < group.end; ++r) {
-        error += kernels::grid_error_row<Arch>{}(w.row(r), w.cols, choice.s1, qmin, qmax);
+        double row_error = kernels::grid_error_row<Arch>{}(w.row(r), w.cols, step, scale, qmin, qmax);
+        if (std::isinf(row_error)) {
+            // Weights far outside the grid (a tiny options.min_shrink) can still overflow the
+            // float lanes. W is finite, so +Inf always means such an overflow, and the row is
+            // summed again in double.
+            row_error = row_error_in_double(w.row(r), w.cols, step, scale, qmin, qmax);
+        }
+        error += row_error;
     }
-    return error;
+    return std::ldexp(error, 2 * (exponent - 1));
 }
 
 } // namespace detail

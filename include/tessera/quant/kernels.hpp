@@ -276,7 +276,8 @@ struct flexround_backward_row {
     }
 
     // Elements [i, i + count) with count < lanes. Padding has G = 0 and
-    // W = 0, so it adds exact zeros to both sums.
+    // W = 0, but its S = exp(δ1 + δ3) can underflow to 0 and make u = 0 / 0
+    // NaN, so only the lanes of real elements are added to the sums.
     static void partial(const row_pointers& row, std::size_t i, std::size_t count, const row_grid& grid,
                         float_batch& sum_e, float_batch& sum_s1)
     {
@@ -298,9 +299,21 @@ struct flexround_backward_row {
         if (row.column_sums != nullptr) {
             std::memcpy(columns, row.column_sums + i, count * sizeof(float));
         }
+        alignas(A::alignment()) float partial_e[lanes];
+        alignas(A::alignment()) float partial_s1[lanes];
+        float_batch batch_e(0.0f);
+        float_batch batch_s1(0.0f);
         step<false>({w, delta2, row.delta4 == nullptr ? nullptr : delta4, grad, grad_delta2,
                      row.column_sums == nullptr ? nullptr : columns},
-                    grid, sum_e, sum_s1);
+                    grid, batch_e, batch_s1);
+        batch_e.store_aligned(partial_e);
+        batch_s1.store_aligned(partial_s1);
+        for (std::size_t lane = count; lane < lanes; ++lane) {
+            partial_e[lane] = 0.0f;
+            partial_s1[lane] = 0.0f;
+        }
+        sum_e += float_batch::load_aligned(partial_e);
+        sum_s1 += float_batch::load_aligned(partial_s1);
         std::memcpy(row.grad_delta2 + i, grad_delta2, count * sizeof(float));
         if (row.column_sums != nullptr) {
             std::memcpy(row.column_sums + i, columns, count * sizeof(float));
@@ -512,29 +525,31 @@ struct dequantize_row {
     }
 };
 
-// Sum of squared rounding errors Σ (w − s·q)² of one row for a uniform
+// Sum of squared rounding errors Σ (w·scale − s·q)² of one row for a uniform
 // grid of step s, accumulated in float lanes and returned as double. Used
-// by the grid search in init.hpp. Padding lanes contain w = 0, which
+// by the grid search in init.hpp, which passes a power of two as `scale`
+// and s already multiplied by it. Padding lanes contain w = 0, which
 // every grid represents exactly, so they add nothing.
 template <class A>
 struct grid_error_row {
     using float_batch = xsimd::batch<float, A>;
     static constexpr std::size_t lanes = float_batch::size;
 
-    double operator()(const float* w, std::size_t n, float step_size, float qmin, float qmax) const
+    double operator()(const float* w, std::size_t n, float step_size, float scale, float qmin, float qmax) const
     {
         const float_batch step(step_size);
+        const float_batch factor(scale);
         const float_batch low(qmin);
         const float_batch high(qmax);
         float_batch sum(0.0f);
         std::size_t i = 0;
         for (; i + lanes <= n; i += lanes) {
-            sum += squared_error(float_batch::load_unaligned(w + i), step, low, high);
+            sum += squared_error(float_batch::load_unaligned(w + i) * factor, step, low, high);
         }
         if (i < n) {
             alignas(A::alignment()) float w_tail[lanes] = {};
             std::memcpy(w_tail, w + i, (n - i) * sizeof(float));
-            sum += squared_error(float_batch::load_aligned(w_tail), step, low, high);
+            sum += squared_error(float_batch::load_aligned(w_tail) * factor, step, low, high);
         }
         return simd::reduce_add(sum);
     }

@@ -18,8 +18,9 @@
 //
 // With keep_best (the default) and full batches, the learner ends on the
 // scales with the lowest loss it has seen, so final_loss never exceeds
-// initial_loss; with mini-batches the batch loss is too noisy for that and
-// it ends on the last scales. Matrix products run in fixed row blocks, so
+// initial_loss, also where the last step leads to a loss of NaN. With
+// mini-batches the batch loss is too noisy for that, and it ends on the last
+// scales. Matrix products run in fixed row blocks, so
 // the result does not depend on the number of OpenMP threads.
 //
 // This is the procedure of Lee et al. (FlexRound, ICML 2023) for one layer,
@@ -361,7 +362,7 @@ public:
             detail::blocked_product(batch_inputs, w_hat_transposed, output_error);
             output_error -= batch_targets;
             const double normaliser = static_cast<double>(batch) * static_cast<double>(rows());
-            // A W without rows has no outputs: its loss is 0, as output_mse returns, not 0 / 0.
+            // A W without rows has no outputs, so its loss is 0 (as output_mse returns), not 0 / 0.
             const double batch_loss =
                 normaliser > 0.0 ? static_cast<double>(output_error.squaredNorm()) / normaliser : 0.0;
             error_transposed = output_error.transpose();
@@ -406,7 +407,9 @@ public:
         }
 
         result.final_loss = loss(x);
-        if (keep_best && best_loss < result.final_loss) {
+        // The last step is not followed by a check, so its loss can be NaN, which compares
+        // false. best_loss is finite once a step saved its scales.
+        if (keep_best && std::isfinite(best_loss) && !(result.final_loss <= best_loss)) {
             best.restore(*this);
             result.final_loss = loss(x);
         }

@@ -36,6 +36,8 @@
 //   candidates with a score that is not NaN) get index −1 and score −∞;
 //   a selected document can itself score −∞, so test the index.
 // - search returns exactly what top_k returns on score's output.
+// - Vectors of dimension 0 have a dot product and a cosine of 0. Their
+//   matrices may be null, with any row stride: no row is read.
 // - maxsim(q, D) = Σ_i max_j q_i · d_j over query tokens i and the document's
 //   tokens j, each dot product as above, the maxima added in double and
 //   rounded once. An empty document scores −∞ (the maximum over no token),
@@ -111,12 +113,20 @@ namespace detail {
 // document of a chunk is scored against them.
 inline constexpr std::size_t query_group = 64;
 
+// Row r of a matrix, or null for a null matrix: a matrix without columns may be null, and
+// null + r·row_stride would be undefined behaviour. Nothing is read from such a row.
+template <class T>
+T* row_of(const matrix_view<T>& matrix, std::size_t r)
+{
+    return matrix.data == nullptr ? nullptr : matrix.row(r);
+}
+
 // The norms √(x · x) of rows [begin, end) of a matrix.
 template <class Arch>
 void row_norms(matrix_view<const float> rows, std::size_t begin, std::size_t end, float* norms)
 {
     for (std::size_t r = begin; r < end; ++r) {
-        norms[r - begin] = std::sqrt(kernels::self_dot<Arch>(rows.row(r), rows.cols));
+        norms[r - begin] = std::sqrt(kernels::self_dot<Arch>(row_of(rows, r), rows.cols));
     }
 }
 
@@ -166,7 +176,7 @@ void score_blocks(matrix_view<const float> queries, const float* query_norms, ma
         const float* document_rows[block_documents];
         float document_norms[block_documents];
         for (std::size_t jj = 0; jj < block_documents; ++jj) {
-            document_rows[jj] = documents.row(j + std::min(jj, valid_documents - 1));
+            document_rows[jj] = row_of(documents, j + std::min(jj, valid_documents - 1));
         }
         // With few queries the scan is memory-bound. Reading each row
         // sequentially first, to compute its norm, lets the hardware prefetcher
@@ -188,7 +198,7 @@ void score_blocks(matrix_view<const float> queries, const float* query_norms, ma
             const std::size_t valid_queries = std::min(block_queries, q_end - i);
             const float* query_rows[block_queries];
             for (std::size_t ii = 0; ii < valid_queries; ++ii) {
-                query_rows[ii] = queries.row(i + ii);
+                query_rows[ii] = row_of(queries, i + ii);
             }
             kernels::dot_block_rows<Arch, block_queries, block_documents>(valid_queries, query_rows, document_rows,
                                                                           dim, scores);
@@ -345,7 +355,7 @@ void top_k(matrix_view<const float> scores, matrix_view<float> top_scores, matri
         for (std::size_t i = begin; i < end; ++i) {
             std::size_t count = 0;
             detail::top_k_list list(items.data(), &count, capacity);
-            const float* row = scores.row(i);
+            const float* row = detail::row_of(scores, i);
             for (std::size_t j = 0; j < scores.cols; ++j) {
                 list.offer(row[j], static_cast<std::int64_t>(j));
             }
@@ -580,6 +590,15 @@ void maxsim(matrix_view<const float> query_tokens, matrix_view<const float> docu
                            "document_tokens");
     detail::check_disjoint(detail::span_of(scores), detail::span_of(bounds), function, "scores", "offsets");
     if (document_count == 0) {
+        return;
+    }
+    if (query_tokens.cols == 0) {
+        // Every dot product is 0. The token matrices are then empty views, which may be null and
+        // have any row count, so the maxima below must not be sized or looped by query_tokens.rows.
+        for (std::size_t d = 0; d < document_count; ++d) {
+            const bool empty_document = bounds[d] == bounds[d + 1];
+            scores[d] = query_tokens.rows != 0 && empty_document ? -std::numeric_limits<float>::infinity() : 0.0f;
+        }
         return;
     }
 
