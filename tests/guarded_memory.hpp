@@ -4,7 +4,8 @@
 // - guarded_buffer and guarded_matrix surround outputs (and the padding of strided rows)
 //   with sentinel bytes. They place the first element at a chosen offset from a 64-byte
 //   boundary, so callers can pass unaligned pointers.
-// - same_bits compares object representations.
+// - same_bits compares object representations, and ulp_distance counts the floats between two
+//   values.
 //
 // Nothing here depends on Catch2, so the libFuzzer targets in tests/fuzz use it too.
 #pragma once
@@ -13,7 +14,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -195,6 +198,26 @@ template <class T>
 bool same_bits(const T& a, const T& b)
 {
     return std::memcmp(&a, &b, sizeof(T)) == 0;
+}
+
+// Maps a float to an integer that increases with the float's value, with +0 and -0 both at 0,
+// so that the difference of two mapped values counts the floats between them.
+inline std::int64_t ordered_bits(float x)
+{
+    std::int32_t bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    return bits < 0 ? -static_cast<std::int64_t>(bits & 0x7FFFFFFF) : static_cast<std::int64_t>(bits);
+}
+
+// Returns the number of representable floats between a and b (0 when they are equal, or both
+// zero). A NaN on one side only gives the largest int64.
+inline std::int64_t ulp_distance(float a, float b)
+{
+    if (std::isnan(a) || std::isnan(b)) {
+        return std::isnan(a) && std::isnan(b) ? 0 : std::numeric_limits<std::int64_t>::max();
+    }
+    const std::int64_t difference = ordered_bits(a) - ordered_bits(b);
+    return difference < 0 ? -difference : difference;
 }
 
 } // namespace tessera::test

@@ -185,26 +185,6 @@ inline float adversarial_weight_without_nan(std::mt19937& rng, float scale, int 
 // ---------------------------------------------------------------------------------------------
 // Units in the last place
 
-// Maps a float to an integer that increases with the float's value, with +0 and -0 both at 0,
-// so that the difference of two mapped values counts the floats between them.
-inline std::int64_t ordered_bits(float x)
-{
-    std::int32_t bits;
-    std::memcpy(&bits, &x, sizeof bits);
-    return bits < 0 ? -static_cast<std::int64_t>(bits & 0x7FFFFFFF) : static_cast<std::int64_t>(bits);
-}
-
-// Returns the number of representable floats between a and b (0 when they are equal, or both
-// zero). A NaN on one side only gives the largest int64.
-inline std::int64_t ulp_distance(float a, float b)
-{
-    if (std::isnan(a) || std::isnan(b)) {
-        return std::isnan(a) && std::isnan(b) ? 0 : std::numeric_limits<std::int64_t>::max();
-    }
-    const std::int64_t difference = ordered_bits(a) - ordered_bits(b);
-    return difference < 0 ? -difference : difference;
-}
-
 // Returns the ulp distance from a finite u to the nearest rounding tie k + 1/2. Values of u
 // beyond 2^22 in magnitude have no ties between consecutive floats and return the largest
 // int64.

@@ -67,8 +67,9 @@ printf '%-10s %14s %10s %8s %8s\n' family executions exec/s corpus crashes
 for family in "${families[@]}"; do
   dir="$runs_dir/$family"
   log="$dir/fuzz.log"
-  executions="$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*$' || true)"
-  rate="$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*$' || true)"
+  # libFuzzer pads these values with a varying number of spaces.
+  executions="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*$' || true)"
+  rate="$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | tail -n 1 | grep -o '[0-9]*$' || true)"
   corpus="$(find "$dir/corpus" -type f | wc -l)"
   crashes="$(find "$dir" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)"
   printf '%-10s %14s %10s %8s %8s\n' "$family" "${executions:-?}" "${rate:-?}" "$corpus" "$crashes"

@@ -26,6 +26,10 @@
 //   keys: the rounding of the float scores, which e^x turns into relative
 //   errors, dominates. The tests hold random inputs to 1e-5·Σ_j p_j·|v_j|;
 //   a real MiniLM layer (S about 60) measures 6e-6 (docs/accuracy.md).
+//   NOTE: that score error assumes normal floats. Where scale·q_c, a partial
+//   sum or the added mask rounds to a subnormal, a score carries up to
+//   2^-150·(Σ_c |k_c| + D + 2) more, which matters only for tiny queries
+//   against huge keys (q_c near 1e-41 with k_c near 1e38 gives about 1e-6).
 // - A masked score (pattern, boolean mask, or an additive −∞) is never
 //   used: a NaN or ∞ in the key or value of a masked key does not reach
 //   the row. A probability below 2^-126 of the row maximum (a logit more

@@ -45,8 +45,10 @@
 //   double-precision reference by at most (n + 3)·(2^-24·Σ|term| + 2^-150)
 //   for n summed terms: n roundings of the running sums and three of the
 //   products that form a term, each off by at most half an ulp, which is
-//   2^-150 for a subnormal result. Where S differs (see above), each term also
-//   carries an error of up to (max_exp_ulp + 1)·2^-23·|G·s1·u| through u.
+//   2^-150 for a subnormal result. δ1 takes two more roundings, s1 = exp(δ1)
+//   in float and its product with the sum, so its bound is
+//   (n + 5)·(2^-24·Σ|term| + 2^-150). Where S differs (see above), each term
+//   also carries an error of up to (max_exp_ulp + 1)·2^-23·|G·s1·u| through u.
 //   For δ1 that is large next to the term G·s1·(q − u) itself.
 //   NOTE: the float terms and running sums can overflow where the double
 //   reference does not. Where the finite terms of Σ|E| (δ3, δ4) or of
