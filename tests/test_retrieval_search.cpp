@@ -564,6 +564,16 @@ TEST_CASE("null vectors of dimension 0", "[retrieval][search]")
             CHECK(top_indices == std::vector<std::int64_t>{0, 1, 0, 1});
         }
 
+        // search over an empty view of 2^40 documents of dimension 0 returns the first k
+        // without a scan, which would take hours.
+        std::vector<float> many_scores(4, 7.0f);
+        std::vector<std::int64_t> many_indices(4, 7);
+        retrieval::search<A>(queries, matrix_view<const float>(nullptr, std::size_t{1} << 40, 0, 0),
+                             matrix_view<float>(many_scores.data(), 2, 2),
+                             matrix_view<std::int64_t>(many_indices.data(), 2, 2), metric::cosine);
+        CHECK(many_scores == std::vector<float>(4, 0.0f));
+        CHECK(many_indices == std::vector<std::int64_t>{0, 1, 0, 1});
+
         // A score matrix without documents: every place is empty, (−∞, −1).
         std::vector<float> top_scores(4, 7.0f);
         std::vector<std::int64_t> top_indices(4, 7);

@@ -1095,10 +1095,9 @@ void run_search(FuzzedDataProvider& input, fault injected)
         switch (choice % 3) {
         case 0: query_spec.rows = top_score_spec.rows = top_index_spec.rows = huge; break;
         case 1:
-            // NOTE: search accepts a huge document count with dim 0 (an empty view) and then
-            // walks every document, which takes practically forever, so only dims of 1 or more
-            // get a huge document count here.
-            document_spec.rows = s.dim > 0 ? huge : document_spec.rows;
+            // Rejected for a dim of 1 or more; for dim 0 an empty view, which search answers
+            // without a scan.
+            document_spec.rows = huge;
             break;
         default: query_spec.cols = document_spec.cols = query_spec.stride = document_spec.stride = huge; break;
         }
@@ -1158,6 +1157,17 @@ void run_search(FuzzedDataProvider& input, fault injected)
     }
     if (two_threads) {
         check_thread_counts(where, call, [&] { return std::make_pair(raw(top_scores), raw(top_indices)); });
+    }
+    if (document_spec.huge() && !query_spec.huge() && !top_score_spec.huge() && s.dim == 0) {
+        // Every score over dimension 0 is 0: the first k documents, best first by index.
+        for (std::size_t i = 0; i < s.queries; ++i) {
+            for (std::size_t t = 0; t < k; ++t) {
+                TESSERA_FUZZ_CHECK(top_scores(i, t) == 0.0f && top_indices(i, t) == static_cast<std::int64_t>(t),
+                                   where << ": place " << t << " of query " << i << " over a huge empty view is ("
+                                         << top_scores(i, t) << ", " << top_indices(i, t) << ")");
+            }
+        }
+        return;
     }
     if (query_spec.huge() || document_spec.huge() || top_score_spec.huge() || s.queries == 0 || k == 0) {
         return;

@@ -37,7 +37,8 @@
 //   a selected document can itself score −∞, so test the index.
 // - search returns exactly what top_k returns on score's output.
 // - Vectors of dimension 0 have a dot product and a cosine of 0. Their
-//   matrices may be null, with any row stride: no row is read.
+//   matrices may be null, with any row stride and row count: no row is
+//   read, and search returns the first k documents without a scan.
 // - maxsim(q, D) = Σ_i max_j q_i · d_j over query tokens i and the document's
 //   tokens j, each dot product as above, the maxima added in double and
 //   rounded once. An empty document scores −∞ (the maximum over no token),
@@ -383,6 +384,18 @@ void search(matrix_view<const float> queries, matrix_view<const float> documents
     }
     const std::size_t k = top_scores.cols;
     if (queries.rows == 0 || k == 0) {
+        return;
+    }
+    if (documents.cols == 0) {
+        // Every score over dimension 0 is 0, so the first k documents win by index. An empty
+        // documents view may claim any row count, and a scan would take as long as it claims.
+        for (std::size_t i = 0; i < queries.rows; ++i) {
+            for (std::size_t t = 0; t < k; ++t) {
+                const bool filled = t < documents.rows;
+                top_scores.row(i)[t] = filled ? 0.0f : -std::numeric_limits<float>::infinity();
+                top_indices.row(i)[t] = filled ? static_cast<std::int64_t>(t) : -1;
+            }
+        }
         return;
     }
 
