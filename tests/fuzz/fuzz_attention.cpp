@@ -598,9 +598,8 @@ TESSERA_FUZZ_NO_COVERAGE void check_reference(const att::tensor_view<const float
                 // e^(2ε) − 1 ≤ 4ε with room to spare. Every output is a convex combination of the visible values,
                 // whatever ε is.
                 const bool first_order = logit_error <= 0.25;
-                // NOTE: attention.hpp's bound leaves out the rounding of the float sums over the
-                // keys (the output sums and l, up to 528 keys in order per split), which is also
-                // first order: up to about Lk·2^-24 each. The checks here add it.
+                // The rounding of the float sums over the keys (the output sums and l), the
+                // 2·(Lk + 4)·2^-24 term of attention.hpp's bound.
                 const double summation_error = (static_cast<double>(Lk) + 4.0) * unit_roundoff;
                 const double relative_bound = 4.0 * logit_error + 0x1.0p-20 + 2.0 * summation_error;
                 // Per output column, over the visible keys: the range and the sum of |v| of the

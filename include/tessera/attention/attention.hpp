@@ -21,11 +21,13 @@
 //   about 2 ulp. A row's sum and output accumulate in float over tiles of
 //   64 or 66 keys, and splits of 8 tiles are merged exactly, each rescaled
 //   by e^(m_split − m). To first order, against the double reference,
-//     |out − ref| ≤ (4·(D + 2)·2^-24·S + 2^-20)·Σ_j p_j·|v_j|,
+//     |out − ref| ≤ (4·(D + 2)·2^-24·S + 2^-20 + 2·(Lk + 4)·2^-24)·Σ_j p_j·|v_j|,
 //   S being the largest Σ_c |scale·q_c·k_c| + |mask| over the row's visible
-//   keys: the rounding of the float scores, which e^x turns into relative
-//   errors, dominates. The tests hold random inputs to 1e-5·Σ_j p_j·|v_j|;
-//   a real MiniLM layer (S about 60) measures 6e-6 (docs/accuracy.md).
+//   keys. The rounding of the float scores, which e^x turns into relative
+//   errors, usually dominates; the last term is the worst case of the float
+//   sums over Lk keys (the output and l). The tests hold random inputs to
+//   1e-5·Σ_j p_j·|v_j|; a real MiniLM layer (S about 60) measures 6e-6
+//   (docs/accuracy.md).
 //   NOTE: that score error assumes normal floats. Where scale·q_c, a partial
 //   sum or the added mask rounds to a subnormal, a score carries up to
 //   2^-150·(Σ_c |k_c| + D + 2) more, which matters only for tiny queries
@@ -42,8 +44,9 @@
 //   the row maximum are exponentiated.
 // - log_sum_exp is m + ln Σ e^(x − m) over the row's visible scaled
 //   logits x, natural log, in float. Its error is about that of the largest
-//   score, (D + 2)·2^-24·S, plus a few ulp of the result; the tests hold it
-//   to 1e-5·(1 + |lse|).
+//   score, (D + 2)·2^-24·S, plus the rounding of the sum l, up to
+//   (Lk + 4)·2^-24, and a few ulp of the result; the tests hold it to
+//   1e-5·(1 + |lse|).
 // - head_mean_probabilities[b·Lq + i][j] = (1/H)·Σ_h p_h[i][j], recomputed
 //   from the saved row maxima and sums in a second pass, so memory stays
 //   O(B·H·Lq) besides the output; p_h = e^(x − m)/l per element, with a
