@@ -24,9 +24,9 @@
 //     |out − ref| ≤ (4·(D + 2)·2^-24·S + 2^-20 + 2·(Lk + 4)·2^-24)·Σ_j p_j·|v_j|,
 //   S being the largest Σ_c |scale·q_c·k_c| + |mask| over the row's visible
 //   keys. The rounding of the float scores, which e^x turns into relative
-//   errors, usually dominates; the last term is the worst case of the float
+//   errors, usually dominates. The last term is the worst case of the float
 //   sums over Lk keys (the output and l). The tests hold random inputs to
-//   1e-5·Σ_j p_j·|v_j|; a real MiniLM layer (S about 60) measures 6e-6
+//   1e-5·Σ_j p_j·|v_j|, and a real MiniLM layer (S about 60) measures 6e-6
 //   (docs/accuracy.md).
 //   NOTE: that score error assumes normal floats. Where scale·q_c, a partial
 //   sum or the added mask rounds to a subnormal, a score carries up to
