@@ -19,9 +19,11 @@
 //   taylor_series_error_bound, log2_exp2_error_bound, log2_exp2_order_for: their argument checks,
 //     the minimality of the chosen order, and the bounds against x^γ for the kernels.
 // Each call is either valid and must succeed, or carries one defect and must raise
-// tessera::invalid_argument without writing to its outputs. The defects are a short row or plane
-// stride, a huge extent or stride, a null pointer, a shape or size that does not match, a γ map
-// of the other layout or kind, an invalid γ and lookup_table with a per-pixel map. Outputs sit
+// tessera::invalid_argument without writing to its outputs. The defects are:
+//   a short row or plane stride, a huge extent or stride, a null pointer,
+//   a shape or size that does not match, a γ map of the other layout or kind,
+//   an invalid γ, and lookup_table with a per-pixel map.
+// Outputs sit
 // between guard bytes, and their row and plane padding must stay untouched. With two OpenMP
 // threads, a pass must give the same bits as with one.
 //
@@ -868,9 +870,9 @@ bool apply_image_defect(int defect, image_spec& in, image_spec& out, std::uint8_
     }
 }
 
-// Checks what a call wrote to its output image: nothing when it raised (ok false), and for an
-// in-place call, whose output held the input `source`, those samples unchanged; nothing
-// outside the samples when it returned. Returns ok.
+// Checks what a call wrote to its output image. A call that returned must not write outside the
+// samples. A call that raised (ok false) must write nothing, and for an in-place call, whose
+// output contained the input `source`, those samples must be unchanged. Returns ok.
 template <class T>
 TESSERA_FUZZ_NO_COVERAGE bool check_image_writes(const std::string& label, bool ok, const char* name,
                                                  const test_image<T>& out, const test_image<T>* source)
@@ -1226,8 +1228,8 @@ void check_gradient_sample(const std::string& label, float x, float gamma, float
         return;
     }
     // The NOTE of backward.hpp: the derivative, y (which the derivatives are formed from), or
-    // for taylor_series<N> the terms overflow float. x^γ stands in for y, with a factor of 2
-    // for the error of the series.
+    // for taylor_series<N> the terms overflow float. x^γ replaces y here, times 2 to cover the
+    // error of the series.
     double scale = std::max(std::fabs(derivative), 2.0 * std::pow(static_cast<double>(x), static_cast<double>(gamma)));
     if constexpr (expansion_traits<Expansion>::taylor) {
         constexpr int order = expansion_traits<Expansion>::order;

@@ -200,9 +200,9 @@ struct extents {
     std::size_t cols;
 };
 
-// Small extents (a huge one in about one draw in 64), or, in large mode, 1 to 4 rows more than
-// one of the library's row chunks contains (at least 32768 elements' worth of rows), so that
-// the shape spans two chunks and the combination of their partial sums runs.
+// Draws small extents, a huge one in about one draw in 64. In large mode it draws 1 to 4 rows
+// more than one of the library's row chunks contains (at least 32768 elements' worth of
+// rows), so that the shape spans two chunks and their partial sums are combined.
 extents draw_extents(FuzzedDataProvider& input, bool large, std::size_t max_rows, std::size_t max_cols)
 {
     if (large) {

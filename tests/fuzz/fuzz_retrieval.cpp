@@ -8,9 +8,10 @@
 // - score (dot and cosine), top_k, search, rerank_passages or maxsim.
 // Shapes include empty extents and the tails of the register blocks. Matrices have padded row
 // strides and unaligned starts in guarded buffers, and values include NaN, ±∞, subnormals,
-// signed zeros and ties. About one input in four also injects an argument error: a stride below
-// a row, bad offsets, a wrong shape, bad weights or mask entries, overlapping outputs, a null
-// pointer, a document id out of range, a huge extent, or an op or metric outside its enum.
+// signed zeros and ties. About one input in four also injects an argument error, one of:
+//   a stride below a row, bad offsets, a wrong shape, bad weights or mask entries,
+//   overlapping outputs, a null pointer, a document id out of range, a huge extent,
+//   an op or metric outside its enum.
 //
 // The target stops with a message (TESSERA_FUZZ_CHECK) when:
 // - a call is rejected although its arguments are valid, or accepted although they are not
@@ -1095,8 +1096,8 @@ void run_search(FuzzedDataProvider& input, fault injected)
         switch (choice % 3) {
         case 0: query_spec.rows = top_score_spec.rows = top_index_spec.rows = huge; break;
         case 1:
-            // Rejected for a dim of 1 or more; for dim 0 an empty view, which search answers
-            // without a scan.
+            // Invalid for a dim of 1 or more. For dim 0 the view is empty, and search returns the
+            // first k documents without a scan.
             document_spec.rows = huge;
             break;
         default: query_spec.cols = document_spec.cols = query_spec.stride = document_spec.stride = huge; break;

@@ -148,8 +148,8 @@ inline bool is_huge(std::size_t extent)
     return extent > (std::size_t{1} << 40);
 }
 
-// A number printed with every digit that tells it from its neighbours (%.17g), for check
-// messages about values that differ in the last bits.
+// Prints a number with 17 significant digits (%.17g), enough to tell apart doubles that
+// differ in the last bit, for check messages.
 inline std::string exact(double value)
 {
     char text[32];
@@ -524,11 +524,10 @@ struct run_settings {
     }
 };
 
-// Runs one fuzz input: reads the entry point (one byte, modulo Entry::count) and the settings
-// byte, sets the streaming threshold and the thread count, and calls
-// body(entry, arch, input, values, settings) for a drawn arch with a value_source of the
-// settings' kind. Ends with one thread and no streaming stores, the state that the next input
-// expects.
+// Runs one fuzz input. Reads the entry point (one byte, modulo Entry::count) and the settings
+// byte, then sets the streaming threshold and the thread count. Calls
+// body(entry, arch, input, values, settings) for a drawn arch, with a value_source of the
+// settings' kind. Ends with one thread and no streaming stores, the state the next input expects.
 template <class Entry, class Body>
 void run_input(const std::uint8_t* data, std::size_t size, Body&& body)
 {
