@@ -333,6 +333,64 @@ TEST_CASE("segment_pool max keeps the first signed zero", "[retrieval][pooling]"
     });
 }
 
+// Segments of n rows (three values, then zeros) whose column sums a lie a
+// few double ulps from n·m or √n·m, with m the midpoint between two
+// floats. A kernel that multiplies by 1/divisor and rounds to float picks
+// the other float for some of these, where the division does not.
+TEST_CASE("segment_pool divides exactly near float midpoints", "[retrieval][pooling]")
+{
+    constexpr std::size_t dim = 67;
+    constexpr std::size_t per_length = 24;
+    const std::size_t lengths[] = {3, 5, 6, 7, 10, 13};
+    for (pooling_op op : {pooling_op::mean, pooling_op::mean_sqrt_len}) {
+        std::mt19937 rng(77);
+        std::vector<std::size_t> segment_lengths;
+        for (std::size_t n : lengths) {
+            segment_lengths.insert(segment_lengths.end(), per_length, n);
+        }
+        const auto offsets = offsets_of<std::int64_t>(segment_lengths);
+        guarded_matrix<float> rows(static_cast<std::size_t>(offsets.back()), dim, dim + 1, 2);
+        std::size_t traps = 0;
+        for (std::size_t i = 0; i < segment_lengths.size(); ++i) {
+            const auto n = static_cast<double>(segment_lengths[i]);
+            const double divisor = op == pooling_op::mean ? n : std::sqrt(n);
+            const auto first = static_cast<std::size_t>(offsets[i]);
+            for (std::size_t c = 0; c < dim; ++c) {
+                const float low = uniform(rng, 1.0f, 2.0f);
+                const double midpoint =
+                    (static_cast<double>(low) + static_cast<double>(std::nextafter(low, 4.0f))) / 2.0;
+                double sum = divisor * midpoint;
+                const int steps = static_cast<int>((i * dim + c) % 17) - 8;
+                for (int step = 0; step < std::abs(steps); ++step) {
+                    sum = std::nextafter(sum, steps < 0 ? 0.0 : 100.0);
+                }
+                // Three floats whose sum in double, in row order, is exactly `sum`.
+                const auto x0 = static_cast<float>(sum);
+                const auto x1 = static_cast<float>(sum - x0);
+                const auto x2 = static_cast<float>(sum - x0 - x1);
+                REQUIRE((0.0 + x0 + x1) + x2 == sum);
+                rows(first, c) = x0;
+                rows(first + 1, c) = x1;
+                rows(first + 2, c) = x2;
+                for (std::size_t r = 3; r < segment_lengths[i]; ++r) {
+                    rows(first + r, c) = 0.0f;
+                }
+                const double reciprocal = 1.0 / divisor;
+                traps += static_cast<float>(sum * reciprocal) != static_cast<float>(sum / divisor) ? 1 : 0;
+            }
+        }
+        INFO("op " << retrieval::to_string(op) << ": " << traps << " elements where a·(1/d) rounds differently");
+        REQUIRE(traps > 20);
+
+        pooling_options options;
+        options.op = op;
+        for_each_arch([&](auto arch) {
+            using A = decltype(arch);
+            check_against_reference<A>(rows, offsets, {}, options);
+        });
+    }
+}
+
 TEST_CASE("segment_pool same bits for any thread count", "[retrieval][pooling]")
 {
     if (!openmp_enabled()) {

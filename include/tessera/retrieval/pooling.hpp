@@ -139,9 +139,12 @@ void pool_rows(pooling_scratch& scratch, const pooled_segment& segment, pooling_
     }
     double* acc = scratch.acc.data();
     const kernels::segment_rows& rows = segment.rows;
+    // The quotients are kept in acc only when normalize_result needs them.
+    const kernels::pooled_output<Arch> output{kernels::divide_by<Arch>(segment.divisor, normalize_result),
+                                              normalize_result ? acc : nullptr, out};
     switch (op) {
     case pooling_op::max:
-        kernels::max_rows<Arch>{}(rows, dim, acc);
+        kernels::max_rows<Arch>{}(rows, dim, output);
         break;
     case pooling_op::first:
     case pooling_op::last: {
@@ -152,13 +155,16 @@ void pool_rows(pooling_scratch& scratch, const pooled_segment& segment, pooling_
             const double value = static_cast<double>(row[c]);
             acc[c] = rows.factors != nullptr ? value * rows.factors[r] : value;
         }
+        kernels::finish_pooled<Arch>(acc, dim, false, out);
         break;
     }
     default:
-        kernels::sum_rows<Arch>{}(rows, dim, acc);
+        kernels::sum_rows<Arch>{}(rows, dim, output);
         break;
     }
-    kernels::finish_pooled<Arch>(acc, dim, segment.divisor, normalize_result, out);
+    if (normalize_result) {
+        kernels::normalize_pooled<Arch>(acc, dim, out);
+    }
 }
 
 // Segments per parallel chunk: at least ~64K input elements per chunk and
@@ -261,6 +267,7 @@ void segment_pool(matrix_view<const float> rows, vector_view<Offset> offsets, ma
             detail::pooled_segment segment{};
             segment.rows.rows = scratch.rows.data();
             segment.rows.count = count;
+            segment.rows.prefetch = kernels::prefetch_distance(dim);
             segment.rows.factors =
                 detail::row_factors<Arch>(scratch, count, dim, segment_weights, options.normalize_rows);
             segment.empty = count == 0;
@@ -399,7 +406,7 @@ void padded_pool(padded_view<const float> tokens, matrix_view<Mask> attention_ma
                         scratch.acc[c] *= factor;
                     }
                 }
-                kernels::finish_pooled<Arch>(scratch.acc.data(), dim, 1.0, options.normalize_result, destination);
+                kernels::finish_pooled<Arch>(scratch.acc.data(), dim, options.normalize_result, destination);
                 continue;
             }
 
@@ -427,6 +434,7 @@ void padded_pool(padded_view<const float> tokens, matrix_view<Mask> attention_ma
             detail::pooled_segment segment{};
             segment.rows.rows = rows;
             segment.rows.count = row_count;
+            segment.rows.prefetch = kernels::prefetch_distance(dim);
             segment.rows.factors = detail::row_factors<Arch>(
                 scratch, row_count, dim, options.op == pooling_op::weighted_mean ? weights.data() : nullptr,
                 options.normalize_rows);
