@@ -131,12 +131,16 @@ arch dispatch_in(Kernel& kernel)
 // supports and that is not above max_arch(), and returns that arch.
 // xsimd's dispatcher is noexcept, so an exception thrown by the kernel is
 // carried across it and rethrown here.
+// The wrappers spell out their return type. xsimd 13's dispatcher names a
+// call with xsimd::default_arch in its own return type, and that arch may
+// lie outside dispatch_archs (avx512vbmi under -march=native on a CPU that
+// has it); a deduced type would instantiate the body for it.
 template <class Kernel>
 arch run(Kernel&& kernel)
 {
 #if TESSERA_EXCEPTIONS
     std::exception_ptr error;
-    auto guarded = [&kernel, &error](auto a) noexcept {
+    auto guarded = [&kernel, &error](auto a) noexcept -> arch {
         try {
             kernel(a);
         } catch (...) {
@@ -145,7 +149,7 @@ arch run(Kernel&& kernel)
         return arch_of<decltype(a)>();
     };
 #else
-    auto guarded = [&kernel](auto a) noexcept {
+    auto guarded = [&kernel](auto a) noexcept -> arch {
         kernel(a);
         return arch_of<decltype(a)>();
     };
