@@ -86,9 +86,9 @@ TESSERA_ALWAYS_INLINE void prefetch_ahead(const float* p, std::size_t bytes, std
 #endif
 }
 
-// The L2 prefetch distance for rows of `dim` floats: 32 rows ahead, within
-// [8 KiB, 128 KiB]. On a Xeon with AVX-512, 32 rows beat 21 and 48 at dims
-// 384 and 768, and a fixed 32 KiB lost 5% at dim 768.
+// Returns the L2 prefetch distance for rows of `dim` floats: 32 rows
+// ahead, within [8 KiB, 128 KiB]. On a Xeon with AVX-512, 32 rows beat 21
+// and 48 at dims 384 and 768, and a fixed 32 KiB lost 5% at dim 768.
 inline std::size_t prefetch_distance(std::size_t dim)
 {
     constexpr std::size_t rows_ahead = 32;
@@ -105,8 +105,8 @@ inline constexpr std::size_t sum_block_batches = 8;
 template <class A>
 inline constexpr std::size_t max_block_batches = sizeof(xsimd::batch<float, A>) >= 64 ? 16 : 8;
 
-// Whether float(q) equals float(x) in every lane, for every double x
-// within 16 ulps of q. Rounding a double to float keeps its top 24
+// Returns whether float(q) equals float(x) in every lane, for every
+// double x within 16 ulps of q. Rounding a double to float keeps its top 24
 // significant bits and rounds on the 29 bits below them. So the result
 // can change only where those bits cross 2^28, the midpoint between two
 // floats. Values outside the normal float range, including 0, Inf and
@@ -176,8 +176,8 @@ private:
     bool checked_reciprocal_ = false;
 };
 
-// Where a pooled segment goes: out[c] = float(divide(pooled[c])), and
-// also acc[c] = divide(pooled[c]) when acc is not null (normalize_result
+// The destination of a pooled segment: out[c] = float(divide(pooled[c])),
+// and also acc[c] = divide(pooled[c]) when acc is not null (normalize_result
 // needs the quotients again).
 template <class A>
 struct pooled_output {
@@ -270,8 +270,8 @@ struct sum_rows {
     }
 };
 
-// The running maximum of one batch: a NaN replaces it and no number
-// replaces a NaN; ties keep the running value.
+// Returns the running maximum of one batch. A NaN replaces it and no
+// number replaces a NaN, and ties keep the running value.
 template <class T, class A>
 TESSERA_ALWAYS_INLINE xsimd::batch<T, A> max_update(const xsimd::batch<T, A>& maximum,
                                                     const xsimd::batch<T, A>& value)
@@ -309,7 +309,8 @@ TESSERA_ALWAYS_INLINE void max_block(const segment_rows& segment, std::size_t co
     }
 }
 
-// The same for scaled rows, in double: max_r factors[r] · rows[r][c].
+// Pools the same columns of scaled rows, in double:
+// max_r factors[r] · rows[r][c].
 template <class A, std::size_t K>
 TESSERA_ALWAYS_INLINE void max_scaled_block(const segment_rows& segment, std::size_t column,
                                             const pooled_output<A>& output)
@@ -437,9 +438,9 @@ void normalize_pooled(const double* acc, std::size_t dim, float* out)
     }
 }
 
-// out[c] = pooled[c] rounded to float, for pooled values already in acc
-// (first, last and the all-masked padded cases); then normalize_pooled
-// when `normalize` is set.
+// Writes out[c] = pooled[c] rounded to float, for pooled values already
+// in acc (first, last and the all-masked padded cases), then calls
+// normalize_pooled when `normalize` is set.
 template <class A>
 void finish_pooled(const double* acc, std::size_t dim, bool normalize, float* out)
 {
