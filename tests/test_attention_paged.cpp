@@ -184,6 +184,49 @@ TEST_CASE("paged decode matches the reference", "[attention][paged]")
     });
 }
 
+TEST_CASE("paged decode runs heads in bands", "[attention][paged]")
+{
+    // A decode call over a paged cache runs its KV heads in bands, tile by tile
+    // across the band (decode.hpp, band_heads). The bands depend on the thread
+    // count: 40 heads make bands of 32 and 8 on one thread, 14, 14 and 12 on
+    // three; 5 heads make one band, or bands of 3 and 2, or 2, 2 and 1. Every
+    // split must still give each head the bits of one head at a time, which
+    // is what the contiguous layout runs.
+    std::mt19937 rng(203);
+    for (std::size_t kv_heads : {5, 40}) {
+        for (std::size_t group : {1, 2}) {
+            const std::size_t dim = kv_heads == 5 ? 48 : 16;
+            const paged_fixture fixture({1100}, kv_heads, dim, dim, 16, rng);
+            const std::size_t heads = kv_heads * group;
+            std::vector<float> q(heads * dim);
+            for (float& x : q) {
+                x = uniform(rng, -1.5f, 1.5f);
+            }
+            for_each_arch([&](auto arch) {
+                using A = decltype(arch);
+                std::vector<float> expected(heads * dim, 7.0f);
+                attention::scaled_dot_product<A>(
+                    attention::tensor_view<const float>(q.data(), 1, heads, 1, dim),
+                    attention::tensor_view<const float>(fixture.keys[0].data(), 1, kv_heads, 1100, dim),
+                    attention::tensor_view<const float>(fixture.values[0].data(), 1, kv_heads, 1100, dim),
+                    attention::tensor_view<float>(expected.data(), 1, heads, 1, dim));
+                for (int threads : {1, 2, 3}) {
+                    INFO(kv_heads << " KV heads, group " << group << ", " << threads << " threads");
+                    with_threads(threads, [&] {
+                        std::vector<float> out(heads * dim, 9.0f);
+                        attention::paged_scaled_dot_product<A>(
+                            attention::tensor_view<const float>(q.data(), 1, heads, 1, dim), fixture.cache(),
+                            attention::tensor_view<float>(out.data(), 1, heads, 1, dim));
+                        for (std::size_t i = 0; i < out.size(); ++i) {
+                            REQUIRE(same_bits(out[i], expected[i]));
+                        }
+                    });
+                }
+            });
+        }
+    }
+}
+
 TEST_CASE("paged bits independent of other sequences", "[attention][paged]")
 {
     // Found by tests/fuzz/fuzz_attention.cpp. A sequence shorter than the longest one of a paged
