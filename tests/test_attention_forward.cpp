@@ -453,6 +453,50 @@ TEST_CASE("attention results do not depend on the thread count", "[attention][th
     }
 }
 
+TEST_CASE("attention query tile bands keep row bits", "[attention][threads]")
+{
+    // 1100 keys of dims 128 and 128 take 1.07 MiB per head, more than the 1 MiB
+    // above which forward() runs bands of up to 4 query tiles side by side,
+    // split by split (band_tiles in attention.hpp). 230 queries of 2 query
+    // heads per KV head make 15 tiles of 32 rows on AVX-512 and 29 of 16 on
+    // AVX2, so the last band is short. Each row must keep the bits that it
+    // gets from a call of 5 queries (10 rows, one tile and so no band), and
+    // match the reference.
+    std::mt19937 rng(113);
+    const shape s{1, 2, 1, 230, 1100, 128, 128};
+    INFO(describe(s));
+    run_on_every_arch(s, attention::options{}, rng);
+
+    attention_problem p(s.batch, s.heads, s.kv_heads, s.queries, s.keys, s.dim, s.value_dim, rng);
+    const attention::tensor_view<const float> q = p.q.const_view();
+    constexpr std::size_t slice = 5;
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        std::vector<float> alone(s.heads * s.queries * s.value_dim);
+        for (std::size_t first = 0; first < s.queries; first += slice) {
+            const attention::tensor_view<const float> part(q.row(0, 0, first), 1, s.heads, slice, s.dim,
+                                                           q.batch_stride, q.head_stride, q.token_stride);
+            std::vector<float> out(s.heads * slice * s.value_dim);
+            attention::scaled_dot_product<A>(part, p.k.const_view(), p.v.const_view(),
+                                             attention::tensor_view<float>(out.data(), 1, s.heads, slice, s.value_dim));
+            for (std::size_t h = 0; h < s.heads; ++h) {
+                std::copy_n(out.data() + h * slice * s.value_dim, slice * s.value_dim,
+                            alone.data() + (h * s.queries + first) * s.value_dim);
+            }
+        }
+        for (int threads : {1, 2, 3}) {
+            INFO(threads << " threads");
+            with_threads(threads, [&] {
+                p.run<A>(attention::options{});
+                const std::vector<float> banded = p.out.values();
+                for (std::size_t i = 0; i < banded.size(); ++i) {
+                    REQUIRE(same_bits(banded[i], alone[i]));
+                }
+            });
+        }
+    });
+}
+
 TEST_CASE("attention head-averaged map thread independent", "[attention][threads]")
 {
     std::mt19937 rng(117);
