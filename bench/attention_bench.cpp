@@ -35,6 +35,9 @@
 //                       20 times slower than tessera on one thread;
 //   memcpy              decode only: glibc memcpy of the K and V bytes,
 //                       whose rate counts those bytes once;
+//   read                decode only: a sum of the contiguous K and V floats
+//                       on every thread, the rate of reading those bytes
+//                       once, which no implementation can beat;
 //   fma_peak            workload peak_fp32: independent chains of xsimd fma
 //                       on the default arch, on every thread.
 // Counters:
@@ -306,6 +309,15 @@ int thread_index()
 #endif
 }
 
+int thread_count()
+{
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 // One score matrix per thread, sized before the timed loop so that neither
 // the allocation nor the first touch of its pages is timed.
 std::vector<row_matrix>& eigen_scores()
@@ -528,6 +540,54 @@ void run_decode_copy(benchmark::State& state, const workload& w)
                             static_cast<std::int64_t>(w.heads * w.queries));
 }
 
+// Returns the sum of floats [begin, end) of `values`. Eight independent
+// vector sums keep the add latency from limiting the rate of the loads.
+float sum_floats(const float* values, std::size_t begin, std::size_t end)
+{
+    using batch = xsimd::batch<float, tessera::default_arch>;
+    constexpr std::size_t step = 8 * batch::size;
+    batch sums[8] = {};
+    std::size_t i = begin;
+    for (; i + step <= end; i += step) {
+        for (std::size_t k = 0; k < 8; ++k) {
+            sums[k] += batch::load_unaligned(values + i + k * batch::size);
+        }
+    }
+    float total = 0.0f;
+    for (std::size_t k = 0; k < 8; ++k) {
+        total += tessera::simd::reduce_add(sums[k]);
+    }
+    for (; i < end; ++i) {
+        total += values[i];
+    }
+    return total;
+}
+
+// Reads the contiguous K and V floats of a decode workload once, each thread
+// an equal share of both. Every implementation must read those bytes at least
+// once, so this rate bounds what any of them can reach on as many threads.
+void run_decode_read(benchmark::State& state, const workload& w)
+{
+    const attention_input& input = input_for(w);
+    const std::size_t count = w.key_elements();
+    for (auto _ : state) {
+        float sum = 0.0f;
+#pragma omp parallel num_threads(bench_threads) reduction(+ : sum)
+        {
+            const auto share = static_cast<std::size_t>(thread_index());
+            const auto shares = static_cast<std::size_t>(thread_count());
+            const std::size_t begin = count * share / shares;
+            const std::size_t end = count * (share + 1) / shares;
+            sum += sum_floats(input.k.data(), begin, end) + sum_floats(input.v.data(), begin, end);
+        }
+        benchmark::DoNotOptimize(sum);
+    }
+    const std::size_t bytes = 2 * count * sizeof(float);
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) *
+                            static_cast<std::int64_t>(w.heads * w.queries));
+}
+
 // ---------------------------------------------------------------------------
 // Peak FMA rate
 
@@ -642,6 +702,7 @@ void register_benchmarks(int threads, bool include_largest)
         }
         if (w.decode) {
             set_timing(benchmark::RegisterBenchmark((prefix + "memcpy").c_str(), run_decode_copy, w), threads);
+            set_timing(benchmark::RegisterBenchmark((prefix + "read").c_str(), run_decode_read, w), threads);
         }
     }
 }
