@@ -33,16 +33,19 @@
 // - taylor_series<N>: with one γ per run (per image, or per channel of a
 //   planar image) the float kernels use Horner's rule on coefficients
 //   C(γ, n) rounded to float; with a γ per sample, the nested form
-//   1 + a_1 t (1 + a_2 t (...)). Both differ from reference::taylor_series
-//   (computed in double) by at most taylor_rounding_bound(N)·Σ_n
-//   |C(γ, n)(x − 1)^n| + 2^-24·|y|.
+//   1 + a_1 t (1 + a_2 t (...)). Interleaved images with a γ per pixel and
+//   2 to L channels (L lanes, AVX2 or AVX-512) use Horner's rule on
+//   coefficients built in float from the same a_n. All differ from
+//   reference::taylor_series (computed in double) by at most
+//   taylor_rounding_bound(N)·Σ_n |C(γ, n)(x − 1)^n| + 2^-24·|y|.
 //   Against x^γ its error on (0, 1] is at most taylor_series_error_bound
 //   (N, γ) (expansions.hpp), approached near x = 0 when γ < 1. For x in
-//   (1, 2) the series converges with error about |C(γ, N+1)|·(x − 1)^(N+1).
-//   For x ≥ 2 it diverges and returns the value of the polynomial.
-//   NOTE: there the rounding of the nested form (per-sample γ) can exceed
-//   the bound above, because a_n = γ·(1/n) − (n − 1)/n is not exactly 0
-//   for an integer γ = n − 1, and large powers of x − 1 amplify that.
+//   (1, 2] the series converges (slowly at x = 2), with error about
+//   |C(γ, N+1)|·(x − 1)^(N+1) below 2. For x > 2 it diverges. At x ≥ 2 the
+//   kernels return the value of the polynomial.
+//   NOTE: there the rounding of the per-sample forms can exceed the bound
+//   above, because a_n = γ·(1/n) − (n − 1)/n is not exactly 0 for an
+//   integer γ = n − 1 ≥ 4, and large powers of x − 1 amplify that.
 // - log2_exp2_series<N>: the float kernels differ from the double
 //   reference::log2_exp2_series by at most 2^-24·(8 + 4|γ·log2 x|)·|y| +
 //   2^-149. The 4|z| covers about five roundings of z = γ·log2 x (of s,
