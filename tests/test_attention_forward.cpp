@@ -525,6 +525,56 @@ TEST_CASE("attention head-averaged map thread independent", "[attention][threads
     });
 }
 
+TEST_CASE("attention scale exact for power-of-four dims", "[attention][contract]")
+{
+    // The default scale 1/√D is a power of two for D = 16, 64 and 256, so
+    // the contract promises that scaling the queries is exact there. Then moving
+    // the scale from the queries to the keys changes no product and no sum,
+    // and the two calls must agree bit for bit, on the wide path (40 queries)
+    // and on the narrow one (1 query). With D = 32 the scale rounds, and the
+    // same comparison finds differing bits.
+    std::mt19937 rng(118);
+    for (std::size_t dim : {16, 64, 256}) {
+        for (std::size_t queries : {1, 40}) {
+            const shape s{1, 2, 2, queries, 150, dim, dim};
+            INFO(describe(s));
+            attention_problem p(s.batch, s.heads, s.kv_heads, s.queries, s.keys, s.dim, s.value_dim, rng);
+            const float scale = 1.0f / std::sqrt(static_cast<float>(dim));
+            std::vector<float> scaled_keys(s.kv_heads * s.keys * s.dim);
+            for (std::size_t h = 0; h < s.kv_heads; ++h) {
+                for (std::size_t j = 0; j < s.keys; ++j) {
+                    for (std::size_t c = 0; c < s.dim; ++c) {
+                        scaled_keys[(h * s.keys + j) * s.dim + c] = scale * p.k.at(0, h, j, c);
+                    }
+                }
+            }
+            attention::options unscaled;
+            unscaled.scale = 1.0f;
+
+            for_each_arch([&](auto arch) {
+                using A = decltype(arch);
+                std::vector<float> lse(s.heads * s.queries);
+                p.run<A>(attention::options{}, vector_view<float>(lse.data(), lse.size()));
+                const std::vector<float> expected = p.out.values();
+
+                std::vector<float> out(s.heads * s.queries * s.value_dim, 7.0f);
+                std::vector<float> moved_lse(s.heads * s.queries, 7.0f);
+                attention::scaled_dot_product<A>(
+                    p.q.const_view(),
+                    attention::tensor_view<const float>(scaled_keys.data(), 1, s.kv_heads, s.keys, s.dim),
+                    p.v.const_view(), attention::tensor_view<float>(out.data(), 1, s.heads, s.queries, s.value_dim),
+                    unscaled, vector_view<float>(moved_lse.data(), moved_lse.size()));
+                for (std::size_t i = 0; i < out.size(); ++i) {
+                    REQUIRE(same_bits(out[i], expected[i]));
+                }
+                for (std::size_t i = 0; i < lse.size(); ++i) {
+                    REQUIRE(same_bits(moved_lse[i], lse[i]));
+                }
+            });
+        }
+    }
+}
+
 TEST_CASE("attention with no queries, no batch or no heads", "[attention]")
 {
     std::mt19937 rng(110);

@@ -199,6 +199,101 @@ TEST_CASE("gamma contract special inputs", "[imaging][forward][contract]")
     }
 }
 
+namespace {
+
+// Sums Σ_{n≤N} C(γ, n)·(x − 1)^n in double. The sum is written out here, not taken from
+// reference::taylor_series, so that the test pins the polynomial itself.
+double truncated_polynomial(double x, double gamma, int order)
+{
+    const double t = x - 1.0;
+    double sum = 0.0;
+    for (int n = 0; n <= order; ++n) {
+        sum += reference::binomial(gamma, n) * std::pow(t, n);
+    }
+    return sum;
+}
+
+template <int Order>
+void check_polynomial_sample(float x, float gamma, float y)
+{
+    const double polynomial = truncated_polynomial(x, gamma, Order);
+    const double difference = std::fabs(static_cast<double>(y) - polynomial);
+    const double tolerance = test::taylor_tolerance(x, gamma, Order, polynomial);
+    INFO("x = " << x << " gamma = " << gamma << " y = " << y << " polynomial = " << polynomial << " difference = "
+                << difference << " tolerance = " << tolerance);
+    CHECK(difference <= tolerance);
+}
+
+// Runs taylor_series<Order> on x from 2 up, where the series converges slowly (x = 2) or
+// diverges (x > 2), and checks every output against the truncated polynomial within the
+// rounding bound of gamma.hpp. Each γ list is walked from every start, so that per-sample
+// maps hold different γ in neighbouring lanes.
+template <int Order>
+void check_taylor_above_two()
+{
+    const std::vector<float> above_two = {2.0f, 2.5f, 3.0f, 4.25f, 7.5f, 30.0f};
+    const std::vector<float> fractional_gammas = {0.45f, 1.7f, 2.2f, 3.6f, 4.7f};
+    // Integer γ runs only where one γ covers a whole run, so that the kernels use Horner's
+    // rule on coefficients computed in double. The per-sample kernels compute a_n = γ·(1/n) −
+    // (n − 1)/n in float, which for some integer γ = n − 1 (γ = 5, for one) is not exactly 0,
+    // and large powers of x − 1 amplify that beyond the bound.
+    const std::vector<float> integer_gammas = {1.0f, 2.0f, 3.0f, 5.0f};
+    INFO("taylor_series<" << Order << ">");
+
+    test::for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        for (bool planar : {true, false}) {
+            // 37 pixels of 3 channels give full vectors and a tail on every arch, and an
+            // interleaved per-pixel γ takes the fused per-pixel kernel where the build enables AVX2.
+            const image_layout layout{3, 2, 37, planar, 3, 5, 1};
+            test_image<float> in(layout);
+            std::size_t counter = 0;
+            in.for_each_sample([&](std::size_t c, std::size_t h, std::size_t w) {
+                in.at(c, h, w) = above_two[counter++ % above_two.size()];
+            });
+
+            for (gamma_kind kind : test::all_gamma_kinds) {
+                INFO((planar ? "planar" : "interleaved") << ", gamma " << to_string(kind));
+                auto check_gammas = [&](const std::vector<float>& gammas) {
+                    for (std::size_t start = 0; start < gammas.size(); ++start) {
+                        std::size_t next = start;
+                        const gamma_storage gamma(kind, layout, [&] { return gammas[next++ % gammas.size()]; });
+                        test::for_each_store_mode([&] {
+                            test_image<float> out(layout);
+                            run_forward<A>(taylor_series<Order>{}, in, gamma.map(), out);
+                            CHECK(out.outside_intact());
+                            in.for_each_sample([&](std::size_t c, std::size_t h, std::size_t w) {
+                                INFO("sample [c, h, w] = [" << c << ", " << h << ", " << w << "]");
+                                check_polynomial_sample<Order>(in.at(c, h, w), gamma.gamma(c, h, w), out.at(c, h, w));
+                            });
+                        });
+                    }
+                };
+
+                check_gammas(fractional_gammas);
+                // Only a per-image γ, or a per-channel γ of a planar image, gives one γ per run.
+                const bool one_gamma_per_run = kind == gamma_kind::per_image ||
+                                               (planar && kind == gamma_kind::per_channel);
+                if (one_gamma_per_run) {
+                    check_gammas(integer_gammas);
+                }
+            }
+        }
+    });
+}
+
+} // namespace
+
+TEST_CASE("taylor series above two", "[imaging][forward][contract]")
+{
+    check_taylor_above_two<1>();
+    check_taylor_above_two<2>();
+    check_taylor_above_two<5>();
+    check_taylor_above_two<8>();
+    check_taylor_above_two<12>();
+    check_taylor_above_two<16>();
+}
+
 TEST_CASE("log2 exp2 series above one", "[imaging][forward][contract]")
 {
     // For x > 1 the relative error is that of (0, 1] plus the rounding of z = γ·log2 x: the

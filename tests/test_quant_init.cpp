@@ -1,6 +1,7 @@
 // Tests of the grid initialisation: min/max formulas, the shrink search,
 // per-tensor and per-row results, and argument errors.
 #include "catch.hpp"
+#include "test_support.hpp"
 
 #include <tessera/tessera.hpp>
 
@@ -243,5 +244,150 @@ TEST_CASE("grid search invariant under power-of-two scaling", "[quant][init]")
             CHECK(scaled_s1 == std::ldexp(s1, exponent));
             CHECK(scaled_zero_point == zero_point);
         }
+    }
+}
+
+TEST_CASE("grid search ties keep larger alpha", "[quant][init]")
+{
+    // Every weight, grid size and squared error below is a short dyadic fraction, so each
+    // candidate's error is exact on every arch and the ties are exact.
+    //
+    // The symmetric grid with 3 bits has codes −4 .. 3 and s1 = α·max|W| / 3 = α. steps = 9
+    // and min_shrink = 0.5 give α = 1, 0.9375, …, 0.5. W = {−3, −2.75, −2.5}.
+    //   At α = 0.75 the grid starts at −3 in steps of 0.75. −3 is exact, and −2.75 and −2.5
+    //   are each 0.25 away, so the error is 0.125.
+    //   At α = 0.6875 the grid starts at −2.75. −2.75 is exact, −3 is clipped to −2.75 and
+    //   −2.5 rounds to −2.75, so the error is again 0.125.
+    //   Every other α gives more, from 0.13671875 at α = 0.9375 to 1.8125 at α = 0.5.
+    // So α = 0.75 (s1 = 0.75) must win over α = 0.6875.
+    //
+    // The asymmetric grid with 2 bits has codes 0 .. 3, s1 = α·(max − min) / 3 = α and, for
+    // these weights, zp = 0 at every α. steps = 5 and min_shrink = 0.5 give α = 1, 0.875,
+    // 0.75, 0.625, 0.5. W = {−0.375, 2.25, 2.625}, and −0.375 maps to 0 on every grid, which
+    // costs 0.140625.
+    //   At α = 0.875 the grid is 0, 0.875, 1.75, 2.625. 2.625 is exact and 2.25 rounds to
+    //   2.625, so the error is 0.28125.
+    //   At α = 0.75 the grid is 0, 0.75, 1.5, 2.25. 2.25 is exact and 2.625 is clipped to
+    //   2.25, so the error is again 0.28125.
+    //   α = 1 gives 0.34375, α = 0.625 gives 0.84375 and α = 0.5 gives 1.96875.
+    // So α = 0.875 (s1 = 0.875, zp = 0) must win over α = 0.75.
+    //
+    // The tensor has two rows, the second the first reversed. That doubles every candidate's
+    // error, so the ties stay.
+    struct tie_case {
+        const char* name;
+        quant_scheme scheme;
+        int bits;
+        grid_search_options options;
+        std::vector<float> row;
+        float larger_alpha_s1;
+        float smaller_alpha_s1;
+    };
+    const std::vector<tie_case> cases = {
+        {"symmetric", quant_scheme::symmetric, 3, {9, 0.5f}, {-3.0f, -2.75f, -2.5f}, 0.75f, 0.6875f},
+        {"asymmetric", quant_scheme::asymmetric, 2, {5, 0.5f}, {-0.375f, 2.25f, 2.625f}, 0.875f, 0.75f},
+    };
+
+    for (const tie_case& tie : cases) {
+        INFO(tie.name);
+        const bool asymmetric = tie.scheme == quant_scheme::asymmetric;
+        const int qmin = asymmetric ? 0 : -(1 << (tie.bits - 1));
+        const int qmax = asymmetric ? (1 << tie.bits) - 1 : (1 << (tie.bits - 1)) - 1;
+        const double larger_error = rounding_error(tie.row, tie.larger_alpha_s1, qmin, qmax);
+        const double smaller_error = rounding_error(tie.row, tie.smaller_alpha_s1, qmin, qmax);
+        CAPTURE(larger_error, smaller_error);
+        REQUIRE(larger_error == smaller_error);
+
+        std::vector<float> w = tie.row;
+        w.insert(w.end(), tie.row.rbegin(), tie.row.rend());
+        const matrix_view<const float> view(w.data(), 2, tie.row.size());
+        tessera::test::for_each_arch([&](auto arch) {
+            using A = decltype(arch);
+            float s1 = 0.0f;
+            std::int32_t zero_point = -1;
+            init_grid_search<A>(view, tie.bits, tie.scheme, {&s1, 1}, {&zero_point, asymmetric ? 1u : 0u},
+                                tie.options);
+            CAPTURE(s1, tie.larger_alpha_s1, tie.smaller_alpha_s1);
+            CHECK(s1 == tie.larger_alpha_s1);
+            if (asymmetric) {
+                CAPTURE(zero_point);
+                CHECK(zero_point == 0);
+            }
+        });
+    }
+}
+
+TEST_CASE("per-row grid search keeps larger alpha", "[quant][init]")
+{
+    // Each row is searched on its own, so each row's tie must go to its larger α. The grid
+    // sizes and errors are exact as in "grid search ties keep larger alpha", and multiplying
+    // a row by 2^-3 multiplies every candidate's s1 by 2^-3 and its error by 2^-6 exactly.
+    SECTION("symmetric")
+    {
+        // 3 bits give codes −4 .. 3 and s1 = α·max|W| / 3. steps = 9 and min_shrink = 0.5
+        // give α = 1, 0.9375, …, 0.5.
+        // Row 0 ties α = 0.75 and α = 0.6875 at 0.125, as in the per-tensor test.
+        // Row 1 is row 0 times 2^-3.
+        // Row 2, {−3, 0, 0}, is exact on two grids, because −3 is code −3 at α = 1 (s1 = 1) and
+        // code −4 at α = 0.75 (s1 = 0.75), and 0 is on every grid. Both errors are 0, so s1 = 1.
+        const std::vector<float> w = {-3.0f,   -2.75f,   -2.5f,     //
+                                      -0.375f, -0.34375f, -0.3125f,  //
+                                      -3.0f,   0.0f,     0.0f};
+        const std::vector<float> larger_alpha_s1 = {0.75f, 0.09375f, 1.0f};
+        const std::vector<float> smaller_alpha_s1 = {0.6875f, 0.0859375f, 0.75f};
+        for (std::size_t r = 0; r < 3; ++r) {
+            const std::vector<float> row(w.begin() + static_cast<long>(3 * r), w.begin() + static_cast<long>(3 * r + 3));
+            const double larger_error = rounding_error(row, larger_alpha_s1[r], -4, 3);
+            const double smaller_error = rounding_error(row, smaller_alpha_s1[r], -4, 3);
+            CAPTURE(r, larger_error, smaller_error);
+            REQUIRE(larger_error == smaller_error);
+        }
+
+        tessera::test::for_each_arch([&](auto arch) {
+            using A = decltype(arch);
+            std::vector<float> s1(3, 0.0f);
+            init_grid_search<A>(matrix_view<const float>(w.data(), 3, 3), 3, quant_scheme::symmetric, {s1.data(), 3},
+                                {}, {9, 0.5f});
+            for (std::size_t r = 0; r < 3; ++r) {
+                CAPTURE(r, s1[r], larger_alpha_s1[r], smaller_alpha_s1[r]);
+                CHECK(s1[r] == larger_alpha_s1[r]);
+            }
+        });
+    }
+
+    SECTION("asymmetric")
+    {
+        // 2 bits give codes 0 .. 3 and s1 = α·(max − min) / 3. steps = 5 and min_shrink = 0.5
+        // give α = 1, 0.875, 0.75, 0.625, 0.5. Row 0 ties α = 0.875 and α = 0.75 at 0.28125
+        // with zp = 0, as in the per-tensor test. Row 1 is row 0 negated, which mirrors every
+        // grid with zp = 3, so the errors and the tie are the same. Row 2 is row 0 times 2^-3.
+        const std::vector<float> w = {-0.375f,   2.25f,     2.625f,    //
+                                      0.375f,    -2.25f,    -2.625f,   //
+                                      -0.046875f, 0.28125f, 0.328125f};
+        const std::vector<float> larger_alpha_s1 = {0.875f, 0.875f, 0.109375f};
+        const std::vector<float> smaller_alpha_s1 = {0.75f, 0.75f, 0.09375f};
+        const std::vector<std::int32_t> expected_zero_points = {0, 3, 0};
+        for (std::size_t r = 0; r < 3; ++r) {
+            const std::vector<float> row(w.begin() + static_cast<long>(3 * r), w.begin() + static_cast<long>(3 * r + 3));
+            const int qmin = -expected_zero_points[r];
+            const int qmax = 3 - expected_zero_points[r];
+            const double larger_error = rounding_error(row, larger_alpha_s1[r], qmin, qmax);
+            const double smaller_error = rounding_error(row, smaller_alpha_s1[r], qmin, qmax);
+            CAPTURE(r, larger_error, smaller_error);
+            REQUIRE(larger_error == smaller_error);
+        }
+
+        tessera::test::for_each_arch([&](auto arch) {
+            using A = decltype(arch);
+            std::vector<float> s1(3, 0.0f);
+            std::vector<std::int32_t> zero_points(3, -1);
+            init_grid_search<A>(matrix_view<const float>(w.data(), 3, 3), 2, quant_scheme::asymmetric, {s1.data(), 3},
+                                {zero_points.data(), 3}, {5, 0.5f});
+            for (std::size_t r = 0; r < 3; ++r) {
+                CAPTURE(r, s1[r], larger_alpha_s1[r], smaller_alpha_s1[r], zero_points[r]);
+                CHECK(s1[r] == larger_alpha_s1[r]);
+                CHECK(zero_points[r] == expected_zero_points[r]);
+            }
+        });
     }
 }

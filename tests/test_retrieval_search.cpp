@@ -540,6 +540,30 @@ TEST_CASE("rerank and maxsim thread independent", "[retrieval][search]")
     }
 }
 
+namespace {
+
+// Checks score and search on 2 queries and 3 documents of dimension 0:
+// every dot product and cosine is 0, and search keeps the lowest indices.
+template <class A>
+void check_dimension_zero_scores(const matrix_view<const float>& queries, const matrix_view<const float>& documents)
+{
+    for (const metric kind : {metric::dot, metric::cosine}) {
+        INFO("metric " << retrieval::to_string(kind));
+        std::vector<float> scores(6, -7.0f);
+        retrieval::score<A>(queries, documents, matrix_view<float>(scores.data(), 2, 3), kind);
+        CHECK(scores == std::vector<float>(6, 0.0f));
+
+        std::vector<float> top_scores(4, 7.0f);
+        std::vector<std::int64_t> top_indices(4, 7);
+        retrieval::search<A>(queries, documents, matrix_view<float>(top_scores.data(), 2, 2),
+                             matrix_view<std::int64_t>(top_indices.data(), 2, 2), kind);
+        CHECK(top_scores == std::vector<float>(4, 0.0f));
+        CHECK(top_indices == std::vector<std::int64_t>{0, 1, 0, 1});
+    }
+}
+
+} // namespace
+
 TEST_CASE("null vectors of dimension 0", "[retrieval][search]")
 {
     // Found by tests/fuzz/fuzz_retrieval.cpp. A null matrix with rows but no columns is a valid
@@ -551,18 +575,7 @@ TEST_CASE("null vectors of dimension 0", "[retrieval][search]")
     const matrix_view<const float> documents(nullptr, 3, 0, 4);
     for_each_arch([&](auto arch) {
         using A = decltype(arch);
-        for (const metric kind : {metric::dot, metric::cosine}) {
-            std::vector<float> scores(6, -7.0f);
-            retrieval::score<A>(queries, documents, matrix_view<float>(scores.data(), 2, 3), kind);
-            CHECK(scores == std::vector<float>(6, 0.0f));
-
-            std::vector<float> top_scores(4, 7.0f);
-            std::vector<std::int64_t> top_indices(4, 7);
-            retrieval::search<A>(queries, documents, matrix_view<float>(top_scores.data(), 2, 2),
-                                 matrix_view<std::int64_t>(top_indices.data(), 2, 2), kind);
-            CHECK(top_scores == std::vector<float>(4, 0.0f));
-            CHECK(top_indices == std::vector<std::int64_t>{0, 1, 0, 1});
-        }
+        check_dimension_zero_scores<A>(queries, documents);
 
         // search over an empty view of 2^40 documents of dimension 0 returns the first k
         // without a scan, which would take hours.
@@ -581,5 +594,232 @@ TEST_CASE("null vectors of dimension 0", "[retrieval][search]")
                             matrix_view<std::int64_t>(top_indices.data(), 2, 2));
         CHECK(top_scores == std::vector<float>(4, -infinity));
         CHECK(top_indices == std::vector<std::int64_t>(4, -1));
+    });
+}
+
+TEST_CASE("cosine of underflowing norm is zero", "[retrieval][search]")
+{
+    // 1e-25² = 1e-50 is below the smallest subnormal float (about 1.4e-45), so for a vector of
+    // such elements every x_c·x_c rounds to 0 and ‖x‖ computes to 0, although the vector is not
+    // zero. The contract makes a cosine 0 whenever either norm is 0, so such a vector scores 0
+    // against every vector, NaN vectors included, like the zero vector. search and
+    // rerank_passages then see a score of 0, not NaN, and may select the NaN vector.
+    const std::size_t dim = 20;
+    const float tiny = 1e-25f;
+
+    // Query 0 has elements of 1e-25 to 3e-25, query 1 is zero and query 2 is ordinary.
+    // Document 0 is ordinary except for one NaN, document 1 is ordinary and document 2 has
+    // elements of −1e-25 and −2e-25. rerank_passages uses the documents as passages.
+    std::vector<float> q(3 * dim, 0.0f);
+    std::vector<float> d(3 * dim, 0.0f);
+    for (std::size_t c = 0; c < dim; ++c) {
+        q[c] = tiny * static_cast<float>(1 + c % 3);
+        q[2 * dim + c] = 0.5f - 0.03f * static_cast<float>(c);
+        d[c] = 0.75f - 0.05f * static_cast<float>(c);
+        d[dim + c] = 0.25f + 0.05f * static_cast<float>(c);
+        d[2 * dim + c] = -tiny * static_cast<float>(1 + c % 2);
+    }
+    d[7] = nan_value;
+    const matrix_view<const float> queries(q.data(), 3, dim);
+    const matrix_view<const float> documents(d.data(), 3, dim);
+
+    // Below 2^-150, half the smallest subnormal, every square and partial sum rounds to 0 in
+    // float, whatever the order of summation.
+    const double half_smallest_subnormal = std::ldexp(1.0, -150);
+    for (const float* row : {&q[0], &d[2 * dim]}) {
+        const double squared_norm = retrieval::reference::dot(row, row, dim);
+        INFO("squared norm " << squared_norm);
+        REQUIRE(squared_norm < half_smallest_subnormal);
+    }
+
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+
+        // The dot product of query 0 and document 1 is about 2.8e-24, a normal float, so a
+        // cosine of 0 comes from the norm and not from the dot product.
+        std::vector<float> dots(9, -7.0f);
+        retrieval::score<A>(queries, documents, matrix_view<float>(dots.data(), 3, 3), metric::dot);
+        // CAPTURE would print 2.8e-24 as 0.0f, because Catch formats floats with 5 fixed decimals.
+        INFO("dot product of query 0 and document 1: " << dots[1]);
+        REQUIRE(std::isnormal(dots[1]));
+
+        std::vector<float> cosines(9, -7.0f);
+        retrieval::score<A>(queries, documents, matrix_view<float>(cosines.data(), 3, 3), metric::cosine);
+        for (std::size_t i = 0; i < 2; ++i) {
+            for (std::size_t j = 0; j < 3; ++j) {
+                CAPTURE(i, j, cosines[i * 3 + j]);
+                CHECK(cosines[i * 3 + j] == 0.0f);
+            }
+        }
+        const float ordinary_cosine = cosines[2 * 3 + 1];
+        CAPTURE(cosines[6], ordinary_cosine, cosines[8]);
+        CHECK(std::isnan(cosines[6]));
+        REQUIRE(ordinary_cosine > 0.0f);
+        CHECK(cosines[8] == 0.0f);
+
+        // In search, queries 0 and 1 score 0 everywhere, so the ranking is by index and the NaN
+        // document 0 comes first. Query 2 ranks document 1, then document 2 at 0, and never
+        // selects the NaN document, so its last place stays empty.
+        std::vector<float> top_scores(9, 7.0f);
+        std::vector<std::int64_t> top_indices(9, 7);
+        retrieval::search<A>(queries, documents, matrix_view<float>(top_scores.data(), 3, 3),
+                             matrix_view<std::int64_t>(top_indices.data(), 3, 3), metric::cosine);
+        const std::vector<std::int64_t> expected_indices = {0, 1, 2, 0, 1, 2, 1, 2, -1};
+        const std::vector<float> expected_scores = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, ordinary_cosine, 0.0f, -infinity};
+        for (std::size_t t = 0; t < 9; ++t) {
+            CAPTURE(t / 3, t % 3, top_indices[t], top_scores[t], expected_indices[t], expected_scores[t]);
+            CHECK(top_indices[t] == expected_indices[t]);
+            CHECK(same_bits(top_scores[t], expected_scores[t]));
+        }
+
+        // For rerank_passages, document 0 owns passages 0 (NaN) and 1, and document 1 owns
+        // passage 2.
+        // Queries 0 and 1 score 0 against both passages of document 0, and the tie goes to
+        // passage 0, the lower row.
+        const std::vector<std::int64_t> offsets = {0, 2, 3};
+        const std::vector<std::int64_t> ids = {0, 1, 0, 1, 0, 1};
+        std::vector<std::int64_t> best_passage(6, 7);
+        std::vector<float> best_score(6, 7.0f);
+        retrieval::rerank_passages<A>(queries, documents, vector_view<const std::int64_t>(offsets.data(), offsets.size()),
+                                      matrix_view<const std::int64_t>(ids.data(), 3, 2),
+                                      matrix_view<std::int64_t>(best_passage.data(), 3, 2),
+                                      matrix_view<float>(best_score.data(), 3, 2), metric::cosine);
+        const std::vector<std::int64_t> expected_passage = {0, 2, 0, 2, 1, 2};
+        const std::vector<float> expected_best = {0.0f, 0.0f, 0.0f, 0.0f, ordinary_cosine, 0.0f};
+        for (std::size_t t = 0; t < 6; ++t) {
+            CAPTURE(t / 2, t % 2, best_passage[t], best_score[t], expected_passage[t], expected_best[t]);
+            CHECK(best_passage[t] == expected_passage[t]);
+            CHECK(same_bits(best_score[t], expected_best[t]));
+        }
+    });
+}
+
+TEST_CASE("cosine of subnormal norm is finite", "[retrieval][search]")
+{
+    // Every query and documents 1 to 3 have a squared norm below FLT_MIN (about 1.2e-38), a
+    // subnormal float with few significant bits. The contract allows these vectors
+    // an inaccurate cosine, so no value is checked. No vector has a NaN element or a norm that
+    // overflows, so every cosine must still be a finite number.
+    const std::size_t dim = 20;
+    std::vector<float> q(3 * dim, 0.0f);
+    std::vector<float> d(5 * dim, 0.0f);
+    for (std::size_t c = 0; c < dim; ++c) {
+        // Query 0 has elements of 1e-20 and 2e-20, so ‖q‖² = 5e-39.
+        q[c] = 1e-20f * static_cast<float>(1 + c % 2);
+        // Query 1 has elements of ±3e-22 to ±9e-22, whose squares keep only a few bits.
+        // Documents 1 and 2 repeat queries 0 and 1, the second negated.
+        q[dim + c] = (c % 2 == 0 ? 3e-22f : -3e-22f) * static_cast<float>(1 + c % 3);
+        d[c] = 0.75f - 0.05f * static_cast<float>(c);
+        d[dim + c] = q[c];
+        d[2 * dim + c] = -q[dim + c];
+    }
+    // Query 2 and document 3 have one element of 4.5e-23, whose square rounds to the smallest
+    // subnormal, 2^-149. Document 4 is the unit vector of that element, an ordinary vector.
+    // Query 2 scores about 1.2 against it, not 1, because ‖q‖ computes to √2^-149 ≈ 3.7e-23.
+    q[2 * dim + 5] = 4.5e-23f;
+    d[3 * dim + 5] = 4.5e-23f;
+    d[4 * dim + 5] = 1.0f;
+    const matrix_view<const float> queries(q.data(), 3, dim);
+    const matrix_view<const float> documents(d.data(), 5, dim);
+
+    const double smallest_normal = std::numeric_limits<float>::min();
+    for (std::size_t i = 0; i < 3; ++i) {
+        const double squared_norm = retrieval::reference::dot(&q[i * dim], &q[i * dim], dim);
+        INFO("query " << i << ", squared norm " << squared_norm);
+        REQUIRE(squared_norm > 0.0);
+        REQUIRE(squared_norm < smallest_normal);
+    }
+    for (std::size_t j = 1; j < 4; ++j) {
+        const double squared_norm = retrieval::reference::dot(&d[j * dim], &d[j * dim], dim);
+        INFO("document " << j << ", squared norm " << squared_norm);
+        REQUIRE(squared_norm > 0.0);
+        REQUIRE(squared_norm < smallest_normal);
+    }
+
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        std::vector<float> cosines(15, nan_value);
+        retrieval::score<A>(queries, documents, matrix_view<float>(cosines.data(), 3, 5), metric::cosine);
+        for (std::size_t t = 0; t < 15; ++t) {
+            CAPTURE(t / 5, t % 5, cosines[t]);
+            CHECK(std::isfinite(cosines[t]));
+        }
+
+        // search keeps every document, because no score is NaN, and returns score's values.
+        std::vector<float> top_scores(15, nan_value);
+        std::vector<std::int64_t> top_indices(15, 7);
+        retrieval::search<A>(queries, documents, matrix_view<float>(top_scores.data(), 3, 5),
+                             matrix_view<std::int64_t>(top_indices.data(), 3, 5), metric::cosine);
+        for (std::size_t t = 0; t < 15; ++t) {
+            const std::int64_t index = top_indices[t];
+            CAPTURE(t / 5, t % 5, index, top_scores[t]);
+            REQUIRE(index >= 0);
+            REQUIRE(index < 5);
+            CHECK(std::isfinite(top_scores[t]));
+            CHECK(same_bits(top_scores[t], cosines[t / 5 * 5 + static_cast<std::size_t>(index)]));
+        }
+
+        // rerank_passages over one document that owns all five rows picks the best of score's
+        // values, a finite one.
+        const std::vector<std::int64_t> offsets = {0, 5};
+        const std::vector<std::int64_t> ids = {0, 0, 0};
+        std::vector<std::int64_t> best_passage(3, 7);
+        std::vector<float> best_score(3, nan_value);
+        retrieval::rerank_passages<A>(queries, documents, vector_view<const std::int64_t>(offsets.data(), offsets.size()),
+                                      matrix_view<const std::int64_t>(ids.data(), 3, 1),
+                                      matrix_view<std::int64_t>(best_passage.data(), 3, 1),
+                                      matrix_view<float>(best_score.data(), 3, 1), metric::cosine);
+        for (std::size_t i = 0; i < 3; ++i) {
+            CAPTURE(i, best_passage[i], best_score[i], top_indices[i * 5], top_scores[i * 5]);
+            CHECK(best_passage[i] == top_indices[i * 5]);
+            CHECK(std::isfinite(best_score[i]));
+            CHECK(same_bits(best_score[i], top_scores[i * 5]));
+        }
+    });
+}
+
+TEST_CASE("rerank_passages of dimension 0", "[retrieval][search]")
+{
+    // Every dot product and cosine over dimension 0 is 0, so each passage of a document ties at
+    // 0 and the first row wins. An empty document and an id of −1 still give (−1, −∞). The
+    // matrices may be null. With storage, no row is read, so the NaN there must not show.
+    const std::vector<std::int64_t> offsets = {0, 2, 2, 5};  // document 1 is empty
+    const std::vector<std::int64_t> ids = {0, 1, 2, 2, -1, 0};
+    const std::vector<std::int64_t> expected_passage = {0, -1, 2, 2, -1, 0};
+    const std::vector<float> expected_score = {0.0f, -infinity, 0.0f, 0.0f, -infinity, 0.0f};
+    std::vector<float> nan_storage(16, nan_value);
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        for (const float* storage : {static_cast<const float*>(nullptr), static_cast<const float*>(nan_storage.data())}) {
+            for (const metric kind : {metric::dot, metric::cosine}) {
+                INFO((storage == nullptr ? "null matrices" : "NaN storage") << ", metric " << retrieval::to_string(kind));
+                std::vector<std::int64_t> best_passage(6, 7);
+                std::vector<float> best_score(6, 7.0f);
+                retrieval::rerank_passages<A>(matrix_view<const float>(storage, 2, 0, 3),
+                                              matrix_view<const float>(storage, 5, 0, 2),
+                                              vector_view<const std::int64_t>(offsets.data(), offsets.size()),
+                                              matrix_view<const std::int64_t>(ids.data(), 2, 3),
+                                              matrix_view<std::int64_t>(best_passage.data(), 2, 3),
+                                              matrix_view<float>(best_score.data(), 2, 3), kind);
+                for (std::size_t t = 0; t < 6; ++t) {
+                    CAPTURE(t / 3, t % 3, best_passage[t], best_score[t]);
+                    CHECK(best_passage[t] == expected_passage[t]);
+                    CHECK(same_bits(best_score[t], expected_score[t]));
+                }
+            }
+        }
+    });
+}
+
+TEST_CASE("dimension 0 reads no row", "[retrieval][search]")
+{
+    // The matrices point to NaN storage but have dimension 0, so no element is read. Every dot
+    // product and cosine is 0, and search keeps the lowest indices.
+    std::vector<float> nan_storage(16, nan_value);
+    const matrix_view<const float> queries(nan_storage.data(), 2, 0, 3);
+    const matrix_view<const float> documents(nan_storage.data(), 3, 0, 2);
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        check_dimension_zero_scores<A>(queries, documents);
     });
 }
