@@ -44,8 +44,9 @@
 //   |C(γ, N+1)|·(x − 1)^(N+1) below 2. For x > 2 it diverges. At x ≥ 2 the
 //   kernels return the value of the polynomial.
 //   NOTE: there the rounding of the per-sample forms can exceed the bound
-//   above, because a_n = γ·(1/n) − (n − 1)/n is not exactly 0 for an
-//   integer γ = n − 1 ≥ 4, and large powers of x − 1 amplify that.
+//   above, because a_n = γ·(1/n) − (n − 1)/n need not be exactly 0 for an
+//   integer γ = n − 1 (it is for γ = 1, 2 and 3, not for γ = 5), and large
+//   powers of x − 1 amplify that.
 // - log2_exp2_series<N>: the float kernels differ from the double
 //   reference::log2_exp2_series by at most 2^-24·(8 + 4|γ·log2 x|)·|y| +
 //   2^-149. The 4|z| covers about five roundings of z = γ·log2 x (of s,
