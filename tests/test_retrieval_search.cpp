@@ -488,6 +488,51 @@ TEST_CASE("scores same bits for any thread count", "[retrieval][search]")
     REQUIRE(std::memcmp(results[0].data(), results[2].data(), results[0].size() * sizeof(float)) == 0);
 }
 
+TEST_CASE("maxsim adds score maxima bit for bit", "[retrieval][search]")
+{
+    // maxsim transposes the query tokens into groups of one batch, so token
+    // counts around the batch size and dims with tails reach every lane and
+    // the std::fma tail. Each maximum must be one of score's outputs bit for
+    // bit, and their double sum is then fixed.
+    std::mt19937 rng(47);
+    const std::vector<std::int64_t> offsets = {0, 1, 9, 40, 41, 90};
+    for_each_arch([&](auto arch) {
+        using A = decltype(arch);
+        for (std::size_t dim : {1, 3, 16, 17, 40, 133}) {
+            for (std::size_t query_tokens : {2, 5, 16, 17, 33}) {
+                INFO("dim " << dim << ", query tokens " << query_tokens);
+                const auto tokens = random_matrix(90, dim, rng);
+                auto query = random_matrix(query_tokens, dim, rng);
+                std::vector<float> scores(query_tokens * 90);
+                retrieval::score<A>(query.const_view(), tokens.const_view(),
+                                    matrix_view<float>(scores.data(), query_tokens, 90), metric::dot);
+                guarded_buffer<float> maxsim(offsets.size() - 1, 1);
+                const vector_view<const std::int64_t> bounds(offsets.data(), offsets.size());
+                retrieval::maxsim<A>(query.const_view(), tokens.const_view(), bounds,
+                                     vector_view<float>(maxsim.data(), offsets.size() - 1));
+                REQUIRE(maxsim.guards_intact());
+                for (std::size_t d = 0; d + 1 < offsets.size(); ++d) {
+                    double total = 0.0;
+                    for (std::size_t i = 0; i < query_tokens; ++i) {
+                        const float* row = scores.data() + i * 90;
+                        total += static_cast<double>(*std::max_element(row + offsets[d], row + offsets[d + 1]));
+                    }
+                    INFO("document " << d << ": maxsim " << maxsim[d] << ", from score " << total);
+                    CHECK(same_bits(maxsim[d], static_cast<float>(total)));
+                }
+
+                // A NaN in the last query token reaches every document through its group.
+                query(query_tokens - 1, dim - 1) = nan_value;
+                retrieval::maxsim<A>(query.const_view(), tokens.const_view(), bounds,
+                                     vector_view<float>(maxsim.data(), offsets.size() - 1));
+                for (std::size_t d = 0; d + 1 < offsets.size(); ++d) {
+                    CHECK(std::isnan(maxsim[d]));
+                }
+            }
+        }
+    });
+}
+
 TEST_CASE("rerank and maxsim thread independent", "[retrieval][search]")
 {
     if (!openmp_enabled()) {

@@ -102,6 +102,48 @@ TESSERA_ALWAYS_INLINE float cosine_from(float dot, float query_norm, float docum
     return dot / (query_norm * document_norm);
 }
 
+// Returns the dot products of document row d with the N query rows of one
+// transposed group (N = batch<float, A>::size): qt[c * N + l] is element c
+// of query l, and lane l of the result is query l · d with dot_block's bits.
+// Lane l of acc[r] is lane r of dot_block's accumulator for query l, so
+// adding acc[r + N/2] to acc[r], then acc[r + N/4] and so on is
+// halving_sum for all N queries at once. The tail uses std::fma, as
+// dot_block does, because xsimd::fma is not fused on every arch.
+template <class A>
+TESSERA_ALWAYS_INLINE xsimd::batch<float, A> transposed_dots(const float* qt, const float* d, std::size_t dim)
+{
+    using float_batch = xsimd::batch<float, A>;
+    constexpr std::size_t lanes = float_batch::size;
+
+    float_batch acc[lanes];
+    for (auto& sum : acc) {
+        sum = float_batch(0.0f);
+    }
+    std::size_t c = 0;
+    for (; c + lanes <= dim; c += lanes) {
+        for (std::size_t r = 0; r < lanes; ++r) {
+            acc[r] = xsimd::fma(float_batch::load_aligned(qt + (c + r) * lanes), float_batch(d[c + r]), acc[r]);
+        }
+    }
+
+    for (std::size_t width = lanes / 2; width >= 1; width /= 2) {
+        for (std::size_t r = 0; r < width; ++r) {
+            acc[r] += acc[r + width];
+        }
+    }
+    if (c == dim) {
+        return acc[0];
+    }
+    alignas(A::alignment()) float dots[lanes];
+    acc[0].store_aligned(dots);
+    for (; c < dim; ++c) {
+        for (std::size_t l = 0; l < lanes; ++l) {
+            dots[l] = std::fma(qt[c * lanes + l], d[c], dots[l]);
+        }
+    }
+    return float_batch::load_aligned(dots);
+}
+
 // Calls dot_block with Queries = `queries` (1 .. Max) chosen at run time,
 // for the last query rows of a matrix.
 template <class A, std::size_t Max, std::size_t Docs>

@@ -615,22 +615,27 @@ void maxsim(matrix_view<const float> query_tokens, matrix_view<const float> docu
         return;
     }
 
-    using shape = kernels::block_shape<Arch>;
-    // Running maxima per query block, one slot per score of a register block,
-    // padded to whole batches: slot ii * block_documents + jj holds the
-    // maximum over the documents' tokens seen in column jj. Comparing whole
-    // blocks with SIMD instead of pair by pair keeps the maxima cheap next
-    // to the dot products when dim is small.
+    // The query tokens in groups of one batch, transposed (see
+    // kernels::transposed_dots): groups[(g * dim + c) * N + l] is element
+    // c of token g·N + l, and 0 past the last token. Every document token
+    // then gives one batch of dot products per group.
     using float_batch = xsimd::batch<float, Arch>;
-    constexpr std::size_t block_slots = shape::queries * shape::documents;
-    constexpr std::size_t padded_slots =
-        (block_slots + float_batch::size - 1) / float_batch::size * float_batch::size;
+    constexpr std::size_t lanes = float_batch::size;
+    const std::size_t dim = query_tokens.cols;
     const std::size_t query_count = query_tokens.rows;
-    const std::size_t query_blocks = chunk_count(query_count, shape::queries);
+    const std::size_t group_count = chunk_count(query_count, lanes);
+    std::vector<float, xsimd::aligned_allocator<float, 64>> groups(group_count * dim * lanes, 0.0f);
+    for (std::size_t i = 0; i < query_count; ++i) {
+        const float* row = detail::row_of(query_tokens, i);
+        float* group = groups.data() + i / lanes * dim * lanes + i % lanes;
+        for (std::size_t c = 0; c < dim; ++c) {
+            group[c * lanes] = row[c];
+        }
+    }
 
     parallel_for_chunks(document_count, chunk_count(document_count, 256), [&](std::size_t, std::size_t begin,
                                                                                std::size_t end) {
-        std::vector<float> maxima(query_blocks * padded_slots);
+        std::vector<float, xsimd::aligned_allocator<float, 64>> maxima(group_count * lanes);
         for (std::size_t d = begin; d < end; ++d) {
             const auto first = static_cast<std::size_t>(bounds[d]);
             const auto last = static_cast<std::size_t>(bounds[d + 1]);
@@ -643,29 +648,19 @@ void maxsim(matrix_view<const float> query_tokens, matrix_view<const float> docu
                 continue;
             }
             std::fill(maxima.begin(), maxima.end(), -std::numeric_limits<float>::infinity());
-            detail::score_blocks<Arch>(
-                query_tokens, nullptr, document_tokens, metric::dot, 0, query_count, first, last,
-                [&](std::size_t i, std::size_t, std::size_t, std::size_t, const float* block) {
-                    float* slots = maxima.data() + i / shape::queries * padded_slots;
-                    alignas(Arch::alignment()) float padded[padded_slots] = {};
-                    std::copy(block, block + block_slots, padded);
-                    for (std::size_t k = 0; k < padded_slots; k += float_batch::size) {
-                        // A NaN replaces the maximum, and no number replaces a NaN.
-                        const float_batch value = float_batch::load_aligned(padded + k);
-                        const float_batch maximum = float_batch::load_unaligned(slots + k);
-                        xsimd::select((value > maximum) | xsimd::isnan(value), value, maximum)
-                            .store_unaligned(slots + k);
-                    }
-                });
+            for (std::size_t j = first; j < last; ++j) {
+                const float* token = detail::row_of(document_tokens, j);
+                for (std::size_t g = 0; g < group_count; ++g) {
+                    const float_batch value = kernels::transposed_dots<Arch>(groups.data() + g * dim * lanes, token, dim);
+                    const float_batch maximum = float_batch::load_aligned(maxima.data() + g * lanes);
+                    // A NaN replaces the maximum, and no number replaces a NaN.
+                    xsimd::select((value > maximum) | xsimd::isnan(value), value, maximum)
+                        .store_aligned(maxima.data() + g * lanes);
+                }
+            }
             double total = 0.0;
             for (std::size_t i = 0; i < query_count; ++i) {
-                const float* slots = maxima.data() + i / shape::queries * padded_slots +
-                                     i % shape::queries * shape::documents;
-                float maximum = slots[0];
-                for (std::size_t jj = 1; jj < shape::documents; ++jj) {
-                    maximum = slots[jj] > maximum || std::isnan(slots[jj]) ? slots[jj] : maximum;
-                }
-                total += static_cast<double>(maximum);
+                total += static_cast<double>(maxima[i]);
             }
             scores[d] = static_cast<float>(total);
         }
