@@ -20,6 +20,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 namespace tessera::retrieval::kernels {
@@ -142,6 +143,21 @@ TESSERA_ALWAYS_INLINE xsimd::batch<float, A> transposed_dots(const float* qt, co
         }
     }
     return float_batch::load_aligned(dots);
+}
+
+// Asks the cache to load the dim floats at row into L1, one request per
+// 64-byte line. A prefetch never faults, so row may be any address.
+TESSERA_ALWAYS_INLINE void prefetch_row(const float* row, std::size_t dim)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    const auto address = reinterpret_cast<std::uintptr_t>(row);
+    for (std::size_t offset = 0; offset < dim * sizeof(float); offset += 64) {
+        __builtin_prefetch(reinterpret_cast<const void*>(address + offset), 0, 3);
+    }
+#else
+    (void)row;
+    (void)dim;
+#endif
 }
 
 // Calls dot_block with Queries = `queries` (1 .. Max) chosen at run time,
