@@ -463,6 +463,21 @@ TEST_CASE("scores beyond the float range", "[retrieval][search]")
                              vector_view<float>(late.data(), 2));
         CHECK(std::isfinite(late[0]));
         CHECK(std::isnan(late[1]));
+
+        // Products of ±1e40 in lanes 0 and 1 overflow to +∞ and −∞, so the halving sum of
+        // the lanes is NaN on every arch, fused or not.
+        const std::size_t wide = 64;
+        std::vector<float> pair(2 * wide, 0.0f);
+        pair[0] = 1e20f;  // the query
+        pair[1] = -1e20f;
+        for (std::size_t c = 0; c < wide; ++c) {
+            pair[wide + c] = 1e20f;  // the document
+        }
+        float split = -7.0f;
+        retrieval::score<A>(matrix_view<const float>(pair.data(), 1, wide),
+                            matrix_view<const float>(pair.data() + wide, 1, wide), matrix_view<float>(&split, 1, 1),
+                            metric::dot);
+        CHECK(std::isnan(split));
     });
 }
 

@@ -12,8 +12,11 @@
 //
 // Numerical contract
 // - A dot product is accumulated in float with xsimd::fma, as
-//   scoring_kernels.hpp describes (a fused multiply-add where the arch has
-//   one; on SSE2 and SSE4.1 a multiply and an add). With N float lanes of
+//   scoring_kernels.hpp describes. Whether that step is fused depends on
+//   the arch and the compiler: xsimd 8.1, for example, computes it as a
+//   multiply and an add on SSE2 and AVX-512, which GCC contracts into one
+//   FMA by default and clang or -ffp-contract=off do not. The bound below
+//   applies either way. With N float lanes of
 //   the arch and steps = dim / N + log2(N) + dim mod N + 1, its error is at
 //   most γ·Σ|q_c·d_c| with γ = steps·2^-24 / (1 − steps·2^-24)
 //   (dot_error_factor below), as long as no product or partial sum is
@@ -43,9 +46,9 @@
 //   tokens j, each dot product as above, the maxima added in double and
 //   rounded once. An empty document scores −∞ (the maximum over no token),
 //   a query with no tokens scores 0, and a NaN dot product makes the
-//   document's score NaN. A dot product beyond the float range is ±∞ (the
-//   double reference stays finite), so maxima of opposite infinite signs
-//   add up to NaN.
+//   document's score NaN. A dot product beyond the float range is ±∞, or
+//   NaN where lanes overflow to opposite infinities (the double reference
+//   stays finite), and maxima of opposite infinite signs add up to NaN.
 // - Results do not depend on the number of OpenMP threads.
 //
 // Errors (tessera::invalid_argument, naming the function and parameter):
