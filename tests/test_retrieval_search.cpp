@@ -466,18 +466,16 @@ TEST_CASE("scores beyond the float range", "[retrieval][search]")
 
         // Products of ±1e40 in lanes 0 and 1 overflow to +∞ and −∞, so the halving sum of
         // the lanes is NaN on every arch, fused or not.
-        const std::size_t wide = 64;
-        std::vector<float> pair(2 * wide, 0.0f);
-        pair[0] = 1e20f;  // the query
-        pair[1] = -1e20f;
-        for (std::size_t c = 0; c < wide; ++c) {
-            pair[wide + c] = 1e20f;  // the document
-        }
-        float split = -7.0f;
-        retrieval::score<A>(matrix_view<const float>(pair.data(), 1, wide),
-                            matrix_view<const float>(pair.data() + wide, 1, wide), matrix_view<float>(&split, 1, 1),
-                            metric::dot);
-        CHECK(std::isnan(split));
+        const std::size_t columns = 64;
+        std::vector<float> query_row(columns, 0.0f);
+        query_row[0] = 1e20f;
+        query_row[1] = -1e20f;
+        const std::vector<float> document_row(columns, 1e20f);
+        float lane_overflow = -7.0f;
+        retrieval::score<A>(matrix_view<const float>(query_row.data(), 1, columns),
+                            matrix_view<const float>(document_row.data(), 1, columns),
+                            matrix_view<float>(&lane_overflow, 1, 1), metric::dot);
+        CHECK(std::isnan(lane_overflow));
     });
 }
 
@@ -505,10 +503,10 @@ TEST_CASE("scores same bits for any thread count", "[retrieval][search]")
 
 TEST_CASE("maxsim adds score maxima bit for bit", "[retrieval][search]")
 {
-    // maxsim transposes the query tokens into groups of one batch, so token
-    // counts around the batch size and dims with tails reach every lane and
-    // the std::fma tail. Each maximum must be one of score's outputs bit for
-    // bit, and their double sum is then fixed.
+    // maxsim transposes the query tokens into groups of one batch. Token counts
+    // around the batch size and dims with tails reach every lane and the std::fma
+    // tail. Each maximum must equal one of score's outputs bit for bit, so their
+    // double sum is fixed.
     std::mt19937 rng(47);
     const std::vector<std::int64_t> offsets = {0, 1, 9, 40, 41, 90};
     for_each_arch([&](auto arch) {
@@ -516,14 +514,21 @@ TEST_CASE("maxsim adds score maxima bit for bit", "[retrieval][search]")
         for (std::size_t dim : {1, 3, 16, 17, 40, 133}) {
             for (std::size_t query_tokens : {2, 5, 16, 17, 33}) {
                 INFO("dim " << dim << ", query tokens " << query_tokens);
-                const auto tokens = random_matrix(90, dim, rng);
+                // The tokens start one float into their buffer, with a row stride of
+                // dim + 3 and NaN in the padding, which maxsim must not read.
+                const auto dense = random_matrix(90, dim, rng);
+                std::vector<float> strided(1 + 90 * (dim + 3), nan_value);
+                for (std::size_t j = 0; j < 90; ++j) {
+                    std::copy(&dense(j, 0), &dense(j, 0) + dim, strided.data() + 1 + j * (dim + 3));
+                }
+                const matrix_view<const float> tokens(strided.data() + 1, 90, dim, dim + 3);
                 auto query = random_matrix(query_tokens, dim, rng);
                 std::vector<float> scores(query_tokens * 90);
-                retrieval::score<A>(query.const_view(), tokens.const_view(),
+                retrieval::score<A>(query.const_view(), dense.const_view(),
                                     matrix_view<float>(scores.data(), query_tokens, 90), metric::dot);
                 guarded_buffer<float> maxsim(offsets.size() - 1, 1);
                 const vector_view<const std::int64_t> bounds(offsets.data(), offsets.size());
-                retrieval::maxsim<A>(query.const_view(), tokens.const_view(), bounds,
+                retrieval::maxsim<A>(query.const_view(), tokens, bounds,
                                      vector_view<float>(maxsim.data(), offsets.size() - 1));
                 REQUIRE(maxsim.guards_intact());
                 for (std::size_t d = 0; d + 1 < offsets.size(); ++d) {
@@ -538,7 +543,7 @@ TEST_CASE("maxsim adds score maxima bit for bit", "[retrieval][search]")
 
                 // A NaN in the last query token reaches every document through its group.
                 query(query_tokens - 1, dim - 1) = nan_value;
-                retrieval::maxsim<A>(query.const_view(), tokens.const_view(), bounds,
+                retrieval::maxsim<A>(query.const_view(), tokens, bounds,
                                      vector_view<float>(maxsim.data(), offsets.size() - 1));
                 for (std::size_t d = 0; d + 1 < offsets.size(); ++d) {
                     CHECK(std::isnan(maxsim[d]));

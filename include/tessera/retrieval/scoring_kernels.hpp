@@ -103,15 +103,16 @@ TESSERA_ALWAYS_INLINE float cosine_from(float dot, float query_norm, float docum
     return dot / (query_norm * document_norm);
 }
 
-// Returns the dot products of document row d with the N query rows of one
-// transposed group (N = batch<float, A>::size): qt[c * N + l] is element c
-// of query l, and lane l of the result is query l · d with dot_block's bits.
-// Lane l of acc[r] is lane r of dot_block's accumulator for query l, so
-// adding acc[r + N/2] to acc[r], then acc[r + N/4] and so on is
-// halving_sum for all N queries at once. The tail uses std::fma, as
-// dot_block does, because xsimd::fma is not fused on every arch.
+// Returns the dot products of a document row with the N query rows of one
+// transposed group (N = batch<float, A>::size): queries[c * N + l] is
+// element c of query l, and lane l of the result is query l · document with
+// dot_block's bits. Lane l of acc[r] is lane r of dot_block's accumulator
+// for query l, so adding acc[r + N/2] to acc[r], then acc[r + N/4] and so
+// on is halving_sum for all N queries at once. The tail uses std::fma, as
+// dot_block does, because xsimd::fma is not fused in every build.
 template <class A>
-TESSERA_ALWAYS_INLINE xsimd::batch<float, A> transposed_dots(const float* qt, const float* d, std::size_t dim)
+TESSERA_ALWAYS_INLINE xsimd::batch<float, A> transposed_dots(const float* queries, const float* document,
+                                                             std::size_t dim)
 {
     using float_batch = xsimd::batch<float, A>;
     constexpr std::size_t lanes = float_batch::size;
@@ -123,7 +124,8 @@ TESSERA_ALWAYS_INLINE xsimd::batch<float, A> transposed_dots(const float* qt, co
     std::size_t c = 0;
     for (; c + lanes <= dim; c += lanes) {
         for (std::size_t r = 0; r < lanes; ++r) {
-            acc[r] = xsimd::fma(float_batch::load_aligned(qt + (c + r) * lanes), float_batch(d[c + r]), acc[r]);
+            const float_batch query = float_batch::load_aligned(queries + (c + r) * lanes);
+            acc[r] = xsimd::fma(query, float_batch(document[c + r]), acc[r]);
         }
     }
 
@@ -139,7 +141,7 @@ TESSERA_ALWAYS_INLINE xsimd::batch<float, A> transposed_dots(const float* qt, co
     acc[0].store_aligned(dots);
     for (; c < dim; ++c) {
         for (std::size_t l = 0; l < lanes; ++l) {
-            dots[l] = std::fma(qt[c * lanes + l], d[c], dots[l]);
+            dots[l] = std::fma(queries[c * lanes + l], document[c], dots[l]);
         }
     }
     return float_batch::load_aligned(dots);
